@@ -1,0 +1,396 @@
+"""The daemon's Open Inference Protocol v2 client (REST, binary tensors when the server has them).
+
+One persistent keep-alive connection (HTTP or HTTPS) guarded by a lock, so one client may be shared
+by threads. Every call takes a total timeout; nothing waits past it. Anything that goes wrong on the
+wire, and any answer we cannot use, raises ``TransportError`` naming the URL and what happened.
+"""
+
+from __future__ import annotations
+
+import http.client
+import io
+import json
+import logging
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from urllib.parse import quote, urlsplit
+
+import numpy as np
+
+from edgeoffload.backends.oip_wire import HEADER_LENGTH, decode_infer_response, encode_infer_request
+from edgeoffload.errors import ConfigError, TransportError
+
+logger = logging.getLogger(__name__)
+
+BINARY_MODES = ("auto", "always", "never")
+_BINARY_ALIASES = {"binary": "always", "json": "never"}
+
+
+@dataclass(frozen=True)
+class RemoteResult:
+    """One remote inference: outputs by name and what it cost on the wire."""
+
+    outputs: dict[str, np.ndarray]
+    bytes_sent: int
+    bytes_received: int
+    total_ms: float
+    server_ms: float | None
+    binary: bool
+
+
+class HttpHeaders:
+    """HTTP header fields, looked up case-insensitively; repeated fields are joined with ", "."""
+
+    __slots__ = ("_fields",)
+
+    def __init__(self, fields: dict[str, str] | None = None):
+        self._fields = {k.lower(): v for k, v in (fields or {}).items()}
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        return self._fields.get(name.lower(), default)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._fields
+
+    def items(self):
+        return self._fields.items()
+
+    def __repr__(self) -> str:
+        return f"HttpHeaders({self._fields!r})"
+
+
+class HeaderError(ValueError):
+    """A header block we refuse; ``status`` is the HTTP status a server answers it with."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def read_http_headers(fp, *, max_fields: int = 100, max_line: int = 65536) -> HttpHeaders:
+    """Header lines up to the blank line, parsed without the email package (it costs ~50 us a message).
+
+    Obsolete line folding and conflicting Content-Length fields are refused, as RFC 9112 permits.
+    Shared by this client and the host's endpoint.
+    """
+    fields: dict[str, str] = {}
+    for _ in range(max_fields + 1):
+        line = fp.readline(max_line + 1)
+        if len(line) > max_line:
+            raise HeaderError(431, f"header line longer than {max_line} bytes")
+        if line in (b"\r\n", b"\n", b""):
+            return HttpHeaders(fields)
+        name, colon, value = line.decode("iso-8859-1").partition(":")
+        if not colon or not name or name != name.strip():
+            raise HeaderError(400, f"malformed header line {line[:80]!r}")
+        key, value = name.lower(), value.strip()
+        if key in fields and key == "content-length" and fields[key] != value:
+            raise HeaderError(400, "conflicting Content-Length fields")
+        fields[key] = value if key not in fields or key == "content-length" else f"{fields[key]}, {value}"
+    raise HeaderError(431, f"more than {max_fields} header fields")
+
+
+class _LeanResponse(http.client.HTTPResponse):
+    """``HTTPResponse`` whose status and header parsing skips the email package; reading is inherited."""
+
+    def begin(self) -> None:
+        if self.headers is not None:
+            return
+        while True:
+            version, status, reason = self._status_line()
+            try:
+                headers = read_http_headers(self.fp)
+            except HeaderError as exc:
+                raise http.client.HTTPException(str(exc)) from None
+            if status != 100:
+                break
+        self.code = self.status = status
+        self.reason = reason
+        self.version = 10 if version == "HTTP/1.0" else 11
+        self.headers = self.msg = headers  # type: ignore[assignment]
+        self.chunked = (headers.get("transfer-encoding") or "").lower() == "chunked"
+        self.chunk_left = None
+        connection = (headers.get("connection") or "").lower()
+        self.will_close = "close" in connection or (self.version == 10 and "keep-alive" not in connection)
+        length = headers.get("content-length")
+        self.length = int(length) if length and length.isdigit() and not self.chunked else None
+        if status in (204, 304) or status < 200 or self._method == "HEAD":
+            self.length = 0
+        if not self.will_close and not self.chunked and self.length is None:
+            self.will_close = True
+
+    def _status_line(self) -> tuple[str, int, str]:
+        line = self.fp.readline(65537)
+        if not line:
+            raise http.client.RemoteDisconnected("remote end closed the connection without a response")
+        if len(line) > 65536:
+            raise http.client.LineTooLong("status line")
+        parts = line.decode("iso-8859-1").rstrip("\r\n").split(None, 2)
+        if len(parts) < 2 or parts[0] not in ("HTTP/1.0", "HTTP/1.1") or not parts[1].isdigit():
+            raise http.client.BadStatusLine(repr(line[:80]))
+        return parts[0], int(parts[1]), parts[2] if len(parts) > 2 else ""
+
+
+@dataclass(frozen=True)
+class _Answer:
+    status: int
+    headers: HttpHeaders
+    body: bytes
+
+
+class _DeadlineReader(io.RawIOBase):
+    """Reads a response from ``sock`` (set once connected), never waiting past ``deadline``; counts bytes."""
+
+    def __init__(self, deadline: float):
+        self.sock: socket.socket | None = None
+        self.deadline = deadline
+        self.count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0 or self.sock is None:
+            raise TimeoutError("timed out")
+        self.sock.settimeout(remaining)
+        n = self.sock.recv_into(buffer)
+        self.count += n
+        return n
+
+
+class _SocketShim:
+    """What ``HTTPResponse`` needs of a socket (``makefile``), here over a ``_DeadlineReader``."""
+
+    def __init__(self, reader: _DeadlineReader):
+        self._reader = reader
+
+    def makefile(self, mode: str) -> io.BufferedReader:
+        return io.BufferedReader(self._reader)
+
+
+def _error_text(body: bytes) -> str:
+    try:
+        value = json.loads(body)
+    except ValueError:
+        return body[:200].decode("utf-8", "replace") or "(empty body)"
+    if isinstance(value, dict) and isinstance(value.get("error"), str):
+        return value["error"]
+    return body[:200].decode("utf-8", "replace")
+
+
+class OipClient:
+    """An Open Inference Protocol v2 REST client for one endpoint URL (``http://host:port[/prefix]``).
+
+    ``binary``: "auto" (binary tensors iff the server lists ``binary_tensor_data``), "always" or
+    "never" (JSON only; MLServer); "binary" and "json" are accepted as aliases.
+    """
+
+    def __init__(self, url: str, *, binary: str = "auto", ssl_context: ssl.SSLContext | None = None):
+        parts = urlsplit(url)
+        try:
+            port = parts.port
+        except ValueError:
+            port = -1
+        if parts.scheme not in ("http", "https") or not parts.hostname or port == -1:
+            raise ConfigError(f"offload URL {url!r} must look like http://host:port or https://host:port")
+        binary = _BINARY_ALIASES.get(binary, binary)
+        if binary not in BINARY_MODES:
+            raise ConfigError(f"binary mode {binary!r} must be one of {', '.join(BINARY_MODES)}")
+        self.url = url.rstrip("/")
+        self._https = parts.scheme == "https"
+        self._host, self._port = parts.hostname, port
+        self._prefix = quote(parts.path.rstrip("/"), safe="/%")
+        self._binary_mode = binary
+        self._ssl_context = ssl_context
+        self._lock = threading.Lock()
+        self._conn: http.client.HTTPConnection | None = None
+        self._host_header = parts.netloc.rpartition("@")[2]
+        self._metadata: dict | None = None
+
+    # -- public API -------------------------------------------------------------------------------
+
+    def live(self, timeout_s: float) -> float:
+        """Round-trip time of GET /v2/health/live in ms; TransportError unless the server says 200."""
+        start = time.perf_counter()
+        answer = self._call("GET", "/v2/health/live", timeout_s)
+        elapsed_ms = (time.perf_counter() - start) * 1e3
+        if answer.status != 200:
+            raise TransportError(f"{self.url}/v2/health/live: not live (HTTP {answer.status}: "
+                                 f"{_error_text(answer.body)})")
+        return elapsed_ms
+
+    def ready(self, timeout_s: float) -> bool:
+        """Whether GET /v2/health/ready answers 200."""
+        return self._call("GET", "/v2/health/ready", timeout_s).status == 200
+
+    def server_metadata(self, timeout_s: float) -> dict:
+        """GET /v2, fetched once and cached."""
+        if self._metadata is None:
+            self._metadata = self._json("/v2", timeout_s)
+        return self._metadata
+
+    def model_metadata(self, name: str, timeout_s: float) -> dict:
+        """GET /v2/models/{name}."""
+        return self._json(f"/v2/models/{quote(name, safe='')}", timeout_s)
+
+    def uses_binary(self, timeout_s: float) -> bool:
+        """Whether infer sends binary tensors (in auto mode this asks the server once)."""
+        if self._binary_mode != "auto":
+            return self._binary_mode == "always"
+        extensions = self.server_metadata(timeout_s).get("extensions", [])
+        return isinstance(extensions, list) and "binary_tensor_data" in extensions
+
+    def infer(self, model: str, inputs: Sequence[tuple[str, np.ndarray]], *, timeout_s: float,
+              request_id: str | None = None) -> RemoteResult:
+        """POST /v2/models/{model}/infer."""
+        deadline = time.monotonic() + _positive(timeout_s)
+        binary = self.uses_binary(timeout_s)  # asks /v2 once in auto mode, within the same deadline
+        if deadline <= time.monotonic():
+            raise TransportError(f"{self.url}: no complete answer within {timeout_s:g} s (asking for /v2)")
+        start = time.perf_counter()
+        body, headers = encode_infer_request(inputs, binary=binary, request_id=request_id)
+        path = f"/v2/models/{quote(model, safe='')}/infer"
+        answer, sent, received = self._exchange("POST", path, body, headers, deadline, timeout_s)
+        if answer.status != 200:
+            raise TransportError(f"{self.url}{path}: HTTP {answer.status}: {_error_text(answer.body)}")
+        try:
+            response = decode_infer_response(answer.body, answer.headers.get(HEADER_LENGTH))
+        except TransportError as exc:
+            raise TransportError(f"{self.url}{path}: unusable answer: {exc}") from None
+        total_ms = (time.perf_counter() - start) * 1e3
+        server_ms = response.parameters.get("compute_time_ms")
+        if not isinstance(server_ms, (int, float)) or isinstance(server_ms, bool):
+            server_ms = None
+        return RemoteResult(response.outputs, sent, received, total_ms,
+                            float(server_ms) if server_ms is not None else None, binary)
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop()
+
+    def __enter__(self) -> OipClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- plumbing ---------------------------------------------------------------------------------
+
+    def _json(self, path: str, timeout_s: float) -> dict:
+        answer = self._call("GET", path, timeout_s)
+        if answer.status != 200:
+            raise TransportError(f"{self.url}{path}: HTTP {answer.status}: {_error_text(answer.body)}")
+        try:
+            value = json.loads(answer.body)
+        except ValueError as exc:
+            raise TransportError(f"{self.url}{path}: answer is not JSON: {exc}") from None
+        if not isinstance(value, dict):
+            raise TransportError(f"{self.url}{path}: answer is not a JSON object")
+        return value
+
+    def _call(self, method: str, path: str, timeout_s: float) -> _Answer:
+        return self._exchange(method, path, None, {}, time.monotonic() + _positive(timeout_s), timeout_s)[0]
+
+    def _exchange(self, method: str, path: str, body: bytes | None, headers: dict[str, str],
+                  deadline: float, timeout_s: float) -> tuple[_Answer, int, int]:
+        """One request and its answer by ``deadline``, reconnecting once if a kept-alive connection was
+        found closed; ``timeout_s`` is what the caller asked for (for messages)."""
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not self._lock.acquire(timeout=remaining):
+            raise TransportError(f"{self.url}{path}: no complete answer within {timeout_s:g} s "
+                                 f"(still waiting for another request on this client)")
+        try:
+            for attempt in (1, 2):
+                reused = self._conn is not None
+                reader = _DeadlineReader(deadline)
+                try:
+                    return self._once(self._connection(deadline), reader, method, path, body, headers)
+                except (OSError, http.client.HTTPException) as exc:
+                    self._drop()
+                    if attempt == 1 and reused and reader.count == 0 and _looks_closed(exc):
+                        logger.debug("%s: kept-alive connection was closed (%s); reconnecting", self.url, exc)
+                        continue
+                    raise self._failure(method, path, exc, timeout_s) from exc
+                except BaseException:
+                    self._drop()  # the connection's state is unknown now
+                    raise
+            raise AssertionError("unreachable")  # pragma: no cover
+        finally:
+            self._lock.release()
+
+    def _connection(self, deadline: float) -> http.client.HTTPConnection:
+        if self._conn is None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("timed out before connecting")
+            if self._https:
+                conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+                    self._host, self._port, timeout=remaining, context=self._ssl_context)
+            else:
+                conn = http.client.HTTPConnection(self._host, self._port, timeout=remaining)
+            conn.connect()  # sets TCP_NODELAY; for HTTPS also the TLS handshake
+            self._conn = conn
+        return self._conn
+
+    def _once(self, conn: http.client.HTTPConnection, reader: _DeadlineReader, method: str, path: str,
+              body: bytes | None, headers: dict[str, str]) -> tuple[_Answer, int, int]:
+        """Write the request line, headers and body in one send; read the answer through ``reader``.
+
+        http.client's request() would validate and write headers and body separately; written here
+        it is one syscall and an exact byte count. Connecting and reading the body (Content-Length or
+        chunked) stay with http.client.
+        """
+        sock = reader.sock = conn.sock
+        remaining = reader.deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("timed out")
+        lines = [f"{method} {self._prefix}{path} HTTP/1.1", f"Host: {self._host_header}"]
+        lines += [f"{key}: {value}" for key, value in headers.items()]
+        if body is not None:
+            lines.append(f"Content-Length: {len(body)}")
+        data = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        if body:
+            data += body
+        sock.settimeout(remaining)
+        sock.sendall(data)
+        response = _LeanResponse(_SocketShim(reader), method=method)  # type: ignore[arg-type]
+        response.begin()
+        payload = response.read()
+        if response.will_close:
+            self._drop()
+        return _Answer(response.status, response.headers, payload), len(data), reader.count  # type: ignore[arg-type]
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except OSError:
+                pass
+
+    def _failure(self, method: str, path: str, exc: BaseException, timeout_s: float) -> TransportError:
+        where = f"{self.url}{path}"
+        if isinstance(exc, TimeoutError):
+            return TransportError(f"{where}: no complete answer within {timeout_s:g} s ({method})")
+        if isinstance(exc, ConnectionRefusedError):
+            return TransportError(f"{where}: connection refused; is the endpoint running on that port?")
+        if isinstance(exc, socket.gaierror):
+            return TransportError(f"{where}: cannot resolve host {self._host!r}: {exc}")
+        if isinstance(exc, http.client.HTTPException) and not isinstance(exc, ConnectionError):
+            return TransportError(f"{where}: invalid HTTP answer to {method}: {type(exc).__name__}: {exc}")
+        return TransportError(f"{where}: {method} failed: {type(exc).__name__}: {exc}")
+
+
+def _looks_closed(exc: BaseException) -> bool:
+    return isinstance(exc, (ConnectionError, ssl.SSLEOFError, ssl.SSLZeroReturnError))
+
+
+def _positive(timeout_s: float) -> float:
+    if not timeout_s > 0:
+        raise ValueError(f"timeout_s must be positive, not {timeout_s!r}")
+    return float(timeout_s)

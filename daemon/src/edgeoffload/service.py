@@ -1,0 +1,221 @@
+"""The one place that wires everything and owns the start/stop order.
+
+Start: power source → policy → local backends (models loaded, profiled) → endpoints → MQTT → ready.
+Stop: the reverse; each step logs and continues on error.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+
+import numpy as np
+
+from edgeoffload.api import messages
+from edgeoffload.api.mqtt import MqttReporter
+from edgeoffload.backends.modelfile import load_model_file
+from edgeoffload.backends.registry import create_local_backend, target_signature
+from edgeoffload.backends.remote_target import RemoteTarget
+from edgeoffload.engine.executor import Executor, ModelEntry, Outcome
+from edgeoffload.engine.policy_watch import PolicyHolder
+from edgeoffload.engine.profiles import Profile, ProfileStore, sample_input, time_runs
+from edgeoffload.errors import BackendError, EdgeOffloadError
+from edgeoffload.profiling.tally import DecisionTally
+from edgeoffload.sensors.registry import create_power_source
+
+log = logging.getLogger(__name__)
+
+
+class Service:
+    def __init__(self, config, *, boot_id: str | None = None) -> None:
+        self.config = config
+        self.boot_id = boot_id or uuid.uuid4().hex
+        self.state = "starting"
+        self.started_unix_s = time.time()
+        self.runtime_version = "unknown"
+        self.power = create_power_source(config.power)
+        self.policy = PolicyHolder(config.policy_file, on_change=self._policy_changed)
+        self.local: dict = {}
+        self.remote: dict[str, RemoteTarget] = {}
+        self.model_errors: dict[str, str] = {}
+        self.profiles: dict[tuple[str, str], Profile] = {}
+        self.store = ProfileStore(config.state_dir)
+        self.executor: Executor | None = None
+        self.tally = DecisionTally()
+        self.reporter = MqttReporter(config.mqtt, config.device_id, self.boot_id)
+        self._stop = threading.Event()
+        self._summary_thread: threading.Thread | None = None
+        self._files: dict = {}
+
+    # --- start -----------------------------------------------------------------------------------
+    def start(self) -> None:
+        self.power.start()
+        self.policy.load_initial()
+        self._open_local_targets()
+        entries = self._load_models()
+        self.executor = Executor(models=entries, local_targets=self.local, remote_targets=self.remote,
+                                 power=self.power, policy=lambda: self.policy.current, on_outcome=self._outcome)
+        self.state = "profiling"
+        self.profile(force=False)
+        self._start_endpoints(entries)
+        self.reporter.start()
+        self.policy.start()
+        self.state = "running"
+        self.publish_status()
+        self._summary_thread = threading.Thread(target=self._summary_loop, name="summary", daemon=True)
+        self._summary_thread.start()
+        log.info("edgeoffload %s ready: %d models, targets %s", self.config.device_id, len(entries),
+                 ", ".join(t["name"] + ("" if t["available"] else " (unavailable)") for t in self.describe_targets()))
+
+    def _open_local_targets(self) -> None:
+        cache = self.config.state_dir / "npu-cache"
+        for tcfg in self.config.targets:
+            kwargs = {"cache_dir": cache} if tcfg.type == "tflite_npu" else {}
+            backend = create_local_backend(tcfg, **kwargs)
+            backend.open()
+            if not backend.available:
+                log.warning("target %s unavailable: %s", tcfg.name, backend.unavailable_reason)
+            else:
+                self.runtime_version = backend.runtime_version
+            self.local[tcfg.name] = backend
+
+    def _load_models(self) -> dict[str, ModelEntry]:
+        entries = {}
+        for mcfg in self.config.models:
+            try:
+                mf = load_model_file(mcfg.file, manifest_path=mcfg.manifest, expected_sha256=mcfg.sha256)
+            except EdgeOffloadError as exc:
+                self.model_errors[mcfg.name] = str(exc)
+                log.error("model %s not loaded: %s", mcfg.name, exc)
+                continue
+            self._files[mcfg.name] = mf
+            spec = None
+            for name, backend in self.local.items():
+                if not backend.available:
+                    continue
+                try:
+                    backend.load(mf, name=mcfg.name)
+                    spec = spec or backend.input_spec(mcfg.name)
+                except EdgeOffloadError as exc:
+                    self.model_errors[f"{mcfg.name}@{name}"] = str(exc)
+                    log.error("model %s cannot run on %s: %s", mcfg.name, name, exc)
+            if spec is None:
+                self.model_errors.setdefault(mcfg.name, "no local target could load it")
+                continue
+            entries[mcfg.name] = ModelEntry(mcfg.name, mf.sha256, mcfg.remote_name, tuple(spec.shape),
+                                            np.dtype(spec.dtype))
+        return entries
+
+    def _start_endpoints(self, entries: dict[str, ModelEntry]) -> None:
+        wanted = sorted({e.remote_name for e in entries.values()})
+        for ecfg in self.config.endpoints:
+            target = RemoteTarget(ecfg, self.policy.current.network)
+            target.on_change = lambda _t: self.publish_status()
+            self.remote[ecfg.name] = target
+            target.start(wanted)
+
+    # --- profiling -------------------------------------------------------------------------------
+    def profile(self, *, model: str | None = None, target: str | None = None, force: bool = True) -> list[Profile]:
+        """Profile models on available local targets; reuse fresh stored profiles unless `force`."""
+        pcfg = self.config.profiling
+        self.store.load()
+        done = []
+        for entry in self.executor.models.values():
+            if model is not None and entry.name != model:
+                continue
+            for name, backend in self.local.items():
+                if (target is not None and name != target) or not backend.available or not backend.loaded(entry.name):
+                    continue
+                tcfg = next(t for t in self.config.targets if t.name == name)
+                sig, rt = target_signature(tcfg), backend.runtime_version
+                key = f"{entry.sha256}|{sig}|{rt}"
+                prof = None if force else self.store.get(key, max_age_s=pcfg.max_age_s, now_s=time.time())
+                if prof is not None:
+                    log.info("profile of %s on %s reused from %s", entry.name, name, self.store.path)
+                elif force or pcfg.on_start:
+                    prof = self._measure(entry, name, backend, sig, rt)
+                    self.store.put(prof)
+                else:
+                    log.warning("%s on %s has no stored profile and profiling.on_start is off: "
+                                "not used until profiled on demand", entry.name, name)
+                    continue
+                self.profiles[(entry.name, name)] = prof
+                self.executor.seed_local(entry.name, name, prof.latency.mean_ms)
+                done.append(prof)
+        if self.reporter is not None and self.state == "running":
+            self.reporter.set_profile(messages.profile_message(self.profiles.values()))
+        return done
+
+    def _measure(self, entry: ModelEntry, name: str, backend, sig: str, rt: str) -> Profile:
+        pcfg = self.config.profiling
+        x = sample_input(entry.input_shape, entry.input_dtype)
+        warm, lat = time_runs(lambda v: backend.run(entry.name, v), x, warmup_runs=pcfg.warmup_runs,
+                              runs=pcfg.runs, duration_s=pcfg.duration_s)
+        log.info("profiled %s on %s: warm-up %d runs %.1f ms (first %.1f ms); mean %.3f ms p50 %.3f p99 %.3f "
+                 "stdev %.3f over %d runs", entry.name, name, warm.n, warm.total_ms, warm.first_ms, lat.mean_ms,
+                 lat.p50_ms, lat.p99_ms, lat.stdev_ms, lat.n)
+        return Profile(entry.name, entry.sha256, name, sig, rt, time.time(), warm, lat,
+                       self.power.active_power_w(name), self.power.label)
+
+    # --- requests and reporting ------------------------------------------------------------------
+    def infer(self, model: str, x, request_id: str | None = None) -> Outcome:
+        if self.executor is None or self.state not in ("running",):
+            raise BackendError(f"the daemon is {self.state}, not accepting requests")
+        return self.executor.run(model, x, request_id=request_id)
+
+    def _outcome(self, o: Outcome) -> None:
+        self.tally.add(o.target, predicted_ms=o.predicted_latency_ms, actual_ms=o.latency_ms,
+                       energy_mj=o.energy_mj, deadline_ms=o.decision.deadline_ms, fallback=o.fallback)
+        self.reporter.publish_decision(messages.decision_message(o))
+
+    def describe_targets(self) -> list[dict]:
+        out = [{"name": n, "kind": "local", "available": b.available, "reason": b.unavailable_reason}
+               for n, b in self.local.items()]
+        return out + [t.describe() for t in self.remote.values()]
+
+    def degraded_reasons(self) -> list[str]:
+        reasons = [f"target {n}: {b.unavailable_reason}" for n, b in self.local.items() if not b.available]
+        reasons += [f"endpoint {n}: {t.reason}" for n, t in self.remote.items() if not t.reachable]
+        reasons += [f"model {m}: {e}" for m, e in self.model_errors.items()]
+        if self.policy.error:
+            reasons.append(f"policy rejected, previous in force: {self.policy.error}")
+        return reasons
+
+    def publish_status(self) -> None:
+        if self.executor is not None:
+            self.reporter.set_status(messages.status_message(self))
+
+    def _policy_changed(self, policy, error: str | None) -> None:
+        if policy is not None:
+            for target in self.remote.values():
+                target.link.prior = policy.network
+            self.reporter.publish_event({"event": "policy_applied", "digest": policy.digest})
+        else:
+            self.reporter.publish_event({"event": "policy_rejected", "error": error})
+        self.publish_status()
+
+    def _summary_loop(self) -> None:
+        while not self._stop.wait(self.config.mqtt.summary_interval_s):
+            self.publish_summary()
+
+    def publish_summary(self) -> None:
+        self.reporter.publish_summary(self.tally.summary())
+
+    # --- stop ------------------------------------------------------------------------------------
+    def stop(self) -> None:
+        self.state = "stopping"
+        self._stop.set()
+        steps = [("summary", self.publish_summary), ("policy watcher", self.policy.stop),
+                 ("mqtt", self.reporter.stop)]
+        steps += [(f"endpoint {n}", t.stop) for n, t in self.remote.items()]
+        steps += [(f"target {n}", b.close) for n, b in self.local.items()]
+        steps += [("power source", self.power.stop)]
+        for what, step in steps:
+            try:
+                step()
+                log.debug("stopped %s", what)
+            except Exception:
+                log.exception("stopping %s failed; continuing", what)
+        self.state = "stopped"
