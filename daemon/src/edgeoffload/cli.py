@@ -139,6 +139,8 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         service.start()
         if requests:
+            # A replayed workload is short: give the broker a moment so its first decisions are reported.
+            service.reporter.wait_connected(timeout_s=3.0)
             wl = config.workload
             runner = WorkloadRunner(service.executor, models=list(wl.models or service.executor.models),
                                     requests=requests, inputs=wl.inputs, interval_ms=wl.interval_ms,

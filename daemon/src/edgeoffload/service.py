@@ -64,6 +64,7 @@ class Service:
         self.policy.start()
         self.state = "running"
         self.publish_status()
+        self.reporter.set_profile(messages.profile_message(self.profiles.values()))
         self._summary_thread = threading.Thread(target=self._summary_loop, name="summary", daemon=True)
         self._summary_thread.start()
         log.info("edgeoffload %s ready: %d models, targets %s", self.config.device_id, len(entries),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -30,7 +31,7 @@ class DemoCommand:
 
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
         p.add_argument("--out", type=Path, default=Path("demo-out"), help="working folder (default demo-out/)")
-        p.add_argument("--requests", type=int, default=60, help="requests the daemon replays (default 60)")
+        p.add_argument("--requests", type=int, default=90, help="requests the daemon replays (default 90)")
         p.add_argument("--link", choices=[*NETWORK_PROFILES, "loopback"], default="ethernet",
                        help="link emulated between daemon and endpoint (default ethernet, as in the study)")
         p.add_argument("--objective", choices=["latency", "energy", "edp"], default="latency")
@@ -40,24 +41,72 @@ class DemoCommand:
         p.add_argument("--epochs", type=int, default=1, help="fine-tuning epochs for the demo models")
 
     def run(self, args: argparse.Namespace) -> int:
-        if args.requests < 1:
-            raise EdgeOffloadError("--requests must be at least 1")
+        if args.requests < 3:
+            raise EdgeOffloadError("--requests must be at least 3 (the demo runs three phases)")
         out = args.out.resolve()
         out.mkdir(parents=True, exist_ok=True)
         models = _step("models", lambda: _models(out / "models", args.epochs))
         with _Stack() as stack:
-            server = _step("endpoint", lambda: stack.push(_start_endpoint(out / "models")))
-            url = server.url
+            server = _step("endpoint", lambda: stack.push(_Once(_start_endpoint(out / "models"))))
+            url, link = server.url, server
             if args.link != "loopback":
-                emu = _step(f"link emulator ({args.link})", lambda: stack.push(_start_link(server, args.link)))
-                url = f"http://127.0.0.1:{emu.port}"
+                link = _step(f"link emulator ({args.link})", lambda: stack.push(_Once(_start_link(server, args.link))))
+                url = f"http://127.0.0.1:{link.port}"
             host, port = _step("broker", lambda: _broker(args.broker, stack))
             cfg_path = _write_config(out, models, url, host, port, args)
             from edgeoffload_host.demo_watch import DaemonWatch
             watch = stack.push(DaemonWatch(host, port, DEVICE_ID))
-            rc = _run_daemon(cfg_path)
+            rc = _run_phases(cfg_path, out / "policy.yaml", watch, args, stop_endpoint=[link, server])
             time.sleep(0.5)  # the last messages are in flight
             return _finish(out, watch, args, rc)
+
+
+def _run_phases(cfg_path: Path, policy_path: Path, watch, args, stop_endpoint: list) -> int:
+    """Phase 1: the study's policy. Phase 2: an operator pushes an offload-only policy (SIGHUP).
+    Phase 3: the endpoint goes away mid-run; requests fall back to local and none is lost."""
+    proc = _start_daemon(cfg_path)
+    third = args.requests // 3
+    try:
+        _wait_decisions(watch, proc, third)
+        if proc.poll() is None:
+            policy = yaml.safe_load(policy_path.read_text())
+            policy.update(revision="demo-offload-only", allowed_targets=["offload"])
+            policy_path.write_text(yaml.safe_dump(policy, sort_keys=False))
+            print("[demo] --- phase 2: operator pushes a policy allowing only the offload target (SIGHUP) ---",
+                  flush=True)
+            proc.send_signal(signal.SIGHUP)
+        _wait_decisions(watch, proc, 2 * third)
+        if proc.poll() is None:
+            print("[demo] --- phase 3: the offload endpoint goes down mid-run ---", flush=True)
+            for item in stop_endpoint:
+                item.close()
+        return proc.wait(timeout=600)
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+
+def _wait_decisions(watch, proc, count: int, timeout_s: float = 300.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while len(watch.decisions) < count and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
+class _Once:
+    """Closes the wrapped object once, however often close() is called."""
+
+    def __init__(self, inner) -> None:
+        self._inner = inner
+        self._closed = False
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._inner.close()
 
 
 def _step(what: str, fn):
@@ -138,19 +187,20 @@ def _write_config(out: Path, models: list[Path], url: str, host: str, port: int,
         "endpoints": [{"name": "offload", "url": url, "health_interval_s": 1.0}],
         "profiling": {"warmup_runs": 3, "runs": 50, "on_start": True},
         "mqtt": {"host": host, "port": port, "summary_interval_s": 2.0},
-        "workload": {"requests": args.requests, "interval_ms": 10},
+        "workload": {"requests": args.requests, "interval_ms": 30},
+        "logging": {"level": "warning"},
     }
     path = out / "edgeoffloadd.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
 
 
-def _run_daemon(cfg_path: Path) -> int:
+def _start_daemon(cfg_path: Path) -> subprocess.Popen:
     args = ["--config", str(cfg_path), "--exit-after-workload"]
     cmd = [sys.executable, "-c", "import sys; from edgeoffload.cli import daemon_main; sys.exit(daemon_main())", *args]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     print(f"[demo] daemon: edgeoffloadd {' '.join(args)}", flush=True)
-    return subprocess.run(cmd, env=env, check=False).returncode
+    return subprocess.Popen(cmd, env=env)
 
 
 def _finish(out: Path, watch, args, rc: int) -> int:
@@ -174,7 +224,7 @@ def _finish(out: Path, watch, args, rc: int) -> int:
     _print_summary(decisions, watch.latest.get("decisions/summary"), threshold, args.link)
     from edgeoffload_host.report.latency import plot_latency
     png = plot_latency(latency, threshold, out / "latency.png",
-                       f"Latency per model and target, offload over {args.link} (dashed: offload threshold)")
+                       f"Latency per model and target; dashed: offload over {args.link}")
     (out / "decisions.json").write_text(json.dumps(decisions, indent=1))
     print(f"[demo] plot: {png}\n[demo] decisions: {out / 'decisions.json'}")
     print("next: edgeoffloadctl check-config conf/edgeoffloadd.yaml conf/policies/*.yaml")

@@ -37,14 +37,18 @@ class DaemonWatch:
             if sub == "decision":
                 self.decisions.append(payload)
                 self._print_row(payload)
+            elif sub == "events":
+                self.out(f"[daemon event] {payload.get('event')}: "
+                         f"{payload.get('digest') or payload.get('error', '')}".rstrip())
 
     def _print_row(self, d: dict) -> None:
         if not self._printed_header:
             self.out(HEADER)
             self._printed_header = True
         pred = d.get("predicted_latency_ms")
-        reason = d["fallback_reason"] if d.get("fallback") else d.get("reason", "")
-        self.out(f"{d['seq']:>4} {d['model']:<16} {d['target']:<9} {pred if pred is not None else float('nan'):>8.2f} "
+        pred_text = f"{pred:.2f}" if pred is not None else "-"
+        reason = "fallback, " + d["fallback_reason"] if d.get("fallback") else d.get("reason", "")
+        self.out(f"{d['seq']:>4} {d['model']:<16} {d['target']:<9} {pred_text:>8} "
                  f"{d['actual_latency_ms']:>9.2f} {d['energy_mj']:>9.2f}  {reason[:90]}")
 
     def close(self) -> None:

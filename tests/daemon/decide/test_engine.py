@@ -81,4 +81,4 @@ def test_nan_estimates_are_excluded_not_chosen():
 def test_nothing_available_gives_no_target_and_says_why():
     d = decide(request(local=(), remote=(), excluded=(("npu", "delegate not found"),)))
     assert d.target is None and d.deadline_miss
-    assert "npu: delegate not found" in d.reason
+    assert d.reason == "no usable target: npu delegate not found"

@@ -181,6 +181,7 @@ class MqttReporter:
         self._lock = threading.RLock()
         self._client: mqtt.Client | None = None
         self._connected = False
+        self._up = threading.Event()
         self._stopping = False
         self._link = "new"  # last connection state logged: new, up, down, unreachable, refused:<why>
         self._retained: dict[str, bytes] = {}
@@ -191,6 +192,10 @@ class MqttReporter:
     def connected(self) -> bool:
         """True while a session with the broker is up."""
         return self._connected
+
+    def wait_connected(self, timeout_s: float) -> bool:
+        """Block up to ``timeout_s`` for a session with the broker; False if none (or MQTT is disabled)."""
+        return self._enabled and self._up.wait(timeout_s)
 
     @property
     def dropped_messages(self) -> int:
@@ -222,6 +227,7 @@ class MqttReporter:
             return
         self._stopping = True
         self._stop_step("publish availability 'stopped'", self._publish_stopped, timeout_s)
+        client.disable_logger()  # paho 2.2 logs a spurious "not connected" error when its loop ends
         self._stop_step("disconnect", client.disconnect)
         self._stop_step("stop the network loop", client.loop_stop)
         with self._lock:
@@ -378,6 +384,7 @@ class MqttReporter:
             return
         with self._lock:
             self._connected = True
+            self._up.set()
             pending = client.drop_out_messages()  # stale retained state must not overwrite what follows
             self._republish(pending)
             for subtopic in self._handlers:
@@ -399,6 +406,7 @@ class MqttReporter:
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         with self._lock:
             was_connected, self._connected = self._connected, False
+            self._up.clear()
         if self._stopping:
             log.debug("disconnected from the MQTT broker: %s", reason)
         elif was_connected:

@@ -183,6 +183,9 @@ def _error_text(body: bytes) -> str:
     return body[:200].decode("utf-8", "replace")
 
 
+MAX_IDLE_CONNECTIONS = 4  # kept-alive connections per endpoint; more are opened while requests overlap
+
+
 class OipClient:
     """An Open Inference Protocol v2 REST client for one endpoint URL (``http://host:port[/prefix]``).
 
@@ -207,8 +210,9 @@ class OipClient:
         self._prefix = quote(parts.path.rstrip("/"), safe="/%")
         self._binary_mode = binary
         self._ssl_context = ssl_context
-        self._lock = threading.Lock()
-        self._conn: http.client.HTTPConnection | None = None
+        self._lock = threading.Lock()  # guards the idle pool only; requests run in parallel
+        self._idle: list[http.client.HTTPConnection] = []
+        self._closed = False
         self._host_header = parts.netloc.rpartition("@")[2]
         self._metadata: dict | None = None
 
@@ -271,7 +275,9 @@ class OipClient:
 
     def close(self) -> None:
         with self._lock:
-            self._drop()
+            idle, self._idle, self._closed = self._idle, [], True
+        for conn in idle:
+            _close_quietly(conn)
 
     def __enter__(self) -> OipClient:
         return self
@@ -298,47 +304,55 @@ class OipClient:
 
     def _exchange(self, method: str, path: str, body: bytes | None, headers: dict[str, str],
                   deadline: float, timeout_s: float) -> tuple[_Answer, int, int]:
-        """One request and its answer by ``deadline``, reconnecting once if a kept-alive connection was
-        found closed; ``timeout_s`` is what the caller asked for (for messages)."""
-        remaining = deadline - time.monotonic()
-        if remaining <= 0 or not self._lock.acquire(timeout=remaining):
-            raise TransportError(f"{self.url}{path}: no complete answer within {timeout_s:g} s "
-                                 f"(still waiting for another request on this client)")
-        try:
-            for attempt in (1, 2):
-                reused = self._conn is not None
-                reader = _DeadlineReader(deadline)
-                try:
-                    return self._once(self._connection(deadline), reader, method, path, body, headers)
-                except (OSError, http.client.HTTPException) as exc:
-                    self._drop()
-                    if attempt == 1 and reused and reader.count == 0 and _looks_closed(exc):
-                        logger.debug("%s: kept-alive connection was closed (%s); reconnecting", self.url, exc)
-                        continue
-                    raise self._failure(method, path, exc, timeout_s) from exc
-                except BaseException:
-                    self._drop()  # the connection's state is unknown now
-                    raise
-            raise AssertionError("unreachable")  # pragma: no cover
-        finally:
-            self._lock.release()
+        """One request and its answer by ``deadline`` on a kept-alive connection from the pool (a new one
+        when none is idle), reconnecting once if a kept-alive connection turns out to be closed;
+        ``timeout_s`` is what the caller asked for (for messages)."""
+        for attempt in (1, 2):
+            reader = _DeadlineReader(deadline)
+            conn, reused = None, False
+            try:
+                conn, reused = self._checkout(deadline, fresh=attempt == 2)
+                answer, sent, keep = self._once(conn, reader, method, path, body, headers)
+            except (OSError, http.client.HTTPException) as exc:
+                if conn is not None:
+                    _close_quietly(conn)
+                if attempt == 1 and reused and reader.count == 0 and _looks_closed(exc):
+                    logger.debug("%s: kept-alive connection was closed (%s); reconnecting", self.url, exc)
+                    continue
+                raise self._failure(method, path, exc, timeout_s) from exc
+            except BaseException:
+                if conn is not None:
+                    _close_quietly(conn)  # the connection's state is unknown now
+                raise
+            self._checkin(conn, keep)
+            return answer, sent, reader.count
+        raise AssertionError("unreachable")  # pragma: no cover
 
-    def _connection(self, deadline: float) -> http.client.HTTPConnection:
-        if self._conn is None:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError("timed out before connecting")
-            if self._https:
-                conn: http.client.HTTPConnection = http.client.HTTPSConnection(
-                    self._host, self._port, timeout=remaining, context=self._ssl_context)
-            else:
-                conn = http.client.HTTPConnection(self._host, self._port, timeout=remaining)
-            conn.connect()  # sets TCP_NODELAY; for HTTPS also the TLS handshake
-            self._conn = conn
-        return self._conn
+    def _checkout(self, deadline: float, *, fresh: bool) -> tuple[http.client.HTTPConnection, bool]:
+        if not fresh:
+            with self._lock:
+                if self._idle:
+                    return self._idle.pop(), True
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("timed out before connecting")
+        if self._https:
+            conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+                self._host, self._port, timeout=remaining, context=self._ssl_context)
+        else:
+            conn = http.client.HTTPConnection(self._host, self._port, timeout=remaining)
+        conn.connect()  # sets TCP_NODELAY; for HTTPS also the TLS handshake
+        return conn, False
+
+    def _checkin(self, conn: http.client.HTTPConnection, keep: bool) -> None:
+        with self._lock:
+            if keep and not self._closed and len(self._idle) < MAX_IDLE_CONNECTIONS:
+                self._idle.append(conn)
+                return
+        _close_quietly(conn)
 
     def _once(self, conn: http.client.HTTPConnection, reader: _DeadlineReader, method: str, path: str,
-              body: bytes | None, headers: dict[str, str]) -> tuple[_Answer, int, int]:
+              body: bytes | None, headers: dict[str, str]) -> tuple[_Answer, int, bool]:
         """Write the request line, headers and body in one send; read the answer through ``reader``.
 
         http.client's request() would validate and write headers and body separately; written here
@@ -361,17 +375,8 @@ class OipClient:
         response = _LeanResponse(_SocketShim(reader), method=method)  # type: ignore[arg-type]
         response.begin()
         payload = response.read()
-        if response.will_close:
-            self._drop()
-        return _Answer(response.status, response.headers, payload), len(data), reader.count  # type: ignore[arg-type]
-
-    def _drop(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            try:
-                conn.close()
-            except OSError:
-                pass
+        answer = _Answer(response.status, response.headers, payload)  # type: ignore[arg-type]
+        return answer, len(data), not response.will_close
 
     def _failure(self, method: str, path: str, exc: BaseException, timeout_s: float) -> TransportError:
         where = f"{self.url}{path}"
@@ -384,6 +389,13 @@ class OipClient:
         if isinstance(exc, http.client.HTTPException) and not isinstance(exc, ConnectionError):
             return TransportError(f"{where}: invalid HTTP answer to {method}: {type(exc).__name__}: {exc}")
         return TransportError(f"{where}: {method} failed: {type(exc).__name__}: {exc}")
+
+
+def _close_quietly(conn: http.client.HTTPConnection) -> None:
+    try:
+        conn.close()
+    except OSError:
+        pass
 
 
 def _looks_closed(exc: BaseException) -> bool:

@@ -14,9 +14,9 @@ def decide(request: DecisionRequest) -> Decision:
     excluded = list(request.excluded)
     predictions = _predict_all(request, excluded)
     if not predictions:
-        why = "; ".join(f"{t}: {r}" for t, r in excluded) or "no targets configured"
+        why = "; ".join(f"{t} {r}" for t, r in excluded) or "no targets configured"
         return Decision(request.model, None, request.objective, request.deadline_ms, True,
-                        f"no target can run {request.model} ({why})", (), tuple(excluded))
+                        f"no usable target: {why}", (), tuple(excluded))
     ranked = sorted(predictions, key=lambda p: (not p.meets_deadline, score(p, request.objective), p.latency_ms))
     best = ranked[0]
     if best.meets_deadline:

@@ -126,12 +126,14 @@ class Executor:
         entry = self._entry(model)
         x = _check_input(entry, x)
         decision = self.decide(model, tuple(x.shape))
-        if decision.target is None:
-            raise BackendError(decision.reason)
         request_id = request_id or uuid.uuid4().hex[:16]
         started = time.time()
         t0 = time.perf_counter()
-        target, output, fallback_reason, extra_mj = self._execute(entry, x, decision, request_id)
+        if decision.target is None:  # nothing the policy allows is usable: answer locally rather than fail
+            target, output = self._run_first_local(entry, x, decision)
+            fallback_reason, extra_mj = f"ran locally: {decision.reason}", 0.0
+        else:
+            target, output, fallback_reason, extra_mj = self._execute(entry, x, decision, request_id)
         latency_ms = (time.perf_counter() - t0) * 1000.0
         energy_mj = self._energy(target, latency_ms, extra_mj)
         outcome = Outcome(next(self._seq), request_id, model, decision, target, fallback_reason is not None,
@@ -173,7 +175,7 @@ class Executor:
         for name, backend in self.local.items():  # policy left no local option in the ranking
             if backend.available and backend.loaded(entry.name):
                 return name, self._run_local(entry, name, x)
-        raise BackendError(f"offload failed and no local target can run {entry.name}")
+        raise BackendError(f"no local target can run {entry.name} and offloading is not possible: {decision.reason}")
 
     def _run_local(self, entry: ModelEntry, target: str, x: np.ndarray) -> np.ndarray:
         t0 = time.perf_counter()

@@ -30,7 +30,7 @@ def plot_latency(latency_ms: dict[str, dict[str, float]], threshold_ms: dict[str
     ax.set_xticks(x, models, rotation=15)
     ax.set_ylabel("latency per inference (ms)")
     ax.set_yscale("log")
-    ax.set_title(title)
+    ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
     out = Path(out)
