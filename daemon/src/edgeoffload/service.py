@@ -112,7 +112,7 @@ class Service:
     def _start_endpoints(self, entries: dict[str, ModelEntry]) -> None:
         wanted = sorted({e.remote_name for e in entries.values()})
         for ecfg in self.config.endpoints:
-            target = RemoteTarget(ecfg, self.policy.current.network)
+            target = RemoteTarget(ecfg, self.policy.current.network, epoch=self.executor.epoch)
             target.on_change = lambda _t: self.publish_status()
             self.remote[ecfg.name] = target
             target.start(wanted)
@@ -191,7 +191,8 @@ class Service:
     def _policy_changed(self, policy, error: str | None) -> None:
         if policy is not None:
             for target in self.remote.values():
-                target.link.prior = policy.network
+                target.link.set_prior(policy.network)
+            self.executor.epoch.bump()
             self.reporter.publish_event({"event": "policy_applied", "digest": policy.digest})
         else:
             self.reporter.publish_event({"event": "policy_rejected", "error": error})

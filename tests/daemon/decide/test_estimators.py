@@ -58,3 +58,23 @@ def test_garbage_samples_are_ignored():
     link.add_transfer(math.inf, 1.0, 10, 10)
     link.add_transfer(5.0, 1.0, 0, 0)
     assert link.source == "profile ethernet"
+
+
+def test_moved_uses_a_relative_tolerance():
+    from edgeoffload.decide.estimators import ESTIMATE_TOLERANCE, moved
+    assert moved((1.0,), None)
+    assert not moved((1.0 + ESTIMATE_TOLERANCE / 2,), (1.0,))
+    assert ESTIMATE_TOLERANCE <= 0.1
+    assert moved((1.0 + ESTIMATE_TOLERANCE * 2,), (1.0,))
+    assert moved((5.0, 1.0), (5.0, 0.5))
+    assert moved((1.0,), (1.0, 2.0))
+
+
+def test_clipped_ewma_bounds_one_outlier_but_follows_a_sustained_shift():
+    e = Ewma(alpha=0.05, clip=2.0)
+    e.update(1.0)
+    e.update(50.0)  # one spike counts as 2.0: +5 %
+    assert e.value == pytest.approx(1.05)
+    for _ in range(100):
+        e.update(5.0)
+    assert e.value == pytest.approx(5.0, rel=0.02)

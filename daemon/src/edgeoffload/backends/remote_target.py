@@ -7,6 +7,7 @@ the total time and the server's compute time, which feed the link and per-model 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from dataclasses import dataclass
 
@@ -14,7 +15,7 @@ import numpy as np
 
 from edgeoffload.backends.oip_wire import DATATYPES
 from edgeoffload.backends.remote import OipClient, RemoteResult
-from edgeoffload.decide.estimators import Ewma, LinkEstimator
+from edgeoffload.decide.estimators import Epoch, Ewma, LinkEstimator, moved
 from edgeoffload.decide.types import NetworkProfile, RemoteOption
 from edgeoffload.errors import TransportError
 
@@ -34,7 +35,8 @@ class ServedModel:
 class RemoteTarget:
     kind = "remote"
 
-    def __init__(self, config, prior: NetworkProfile, *, client: OipClient | None = None) -> None:
+    def __init__(self, config, prior: NetworkProfile, *, client: OipClient | None = None,
+                 epoch: Epoch | None = None) -> None:
         self.name = config.name
         self.config = config
         self.client = client or OipClient(config.url, binary=config.binary)
@@ -48,6 +50,8 @@ class RemoteTarget:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._wanted: list[str] = []
+        self._used: dict[str, tuple[float, ...]] = {}  # what the last published option was made of
+        self.epoch = epoch or Epoch()  # bumped when an option this target gives would change materially
         self.on_change = None  # callable(target) when reachability changes
 
     # --- lifecycle -------------------------------------------------------------------------------
@@ -76,7 +80,9 @@ class RemoteTarget:
         except TransportError as exc:
             self._set_reachable(False, str(exc))
             return
-        self.link.add_rtt(rtt)
+        with self._lock:
+            self.link.add_rtt(rtt)
+            self._bump_if_moved("link", self._link_values())
         if not self.reachable:
             self._discover(timeout_s)
             self._set_reachable(True, None)
@@ -105,6 +111,7 @@ class RemoteTarget:
     def _set_reachable(self, reachable: bool, reason: str | None) -> None:
         changed = reachable != self.reachable
         self.reachable, self.reason = reachable, reason
+        self.epoch.bump()
         if changed:
             if reachable:
                 log.info("endpoint %s at %s is reachable", self.name, self.config.url)
@@ -132,7 +139,7 @@ class RemoteTarget:
         with self._lock:
             server = self._server_ms.get(remote_model)
             sent, received = self._wire_bytes.get(
-                remote_model, (int(np.prod(served.shape)) * served.dtype.itemsize, served.output_bytes))
+                remote_model, (math.prod(served.shape) * served.dtype.itemsize, served.output_bytes))
             network = self.link.snapshot()
         return RemoteOption(self.name, network, server.value if server and server.value is not None else 0.0,
                             sent, received, network.name)
@@ -154,6 +161,18 @@ class RemoteTarget:
             self._server_ms.setdefault(remote_model, Ewma()).update(server_ms)
             self._wire_bytes[remote_model] = (result.bytes_sent, result.bytes_received)
             self.link.add_transfer(result.total_ms, server_ms, result.bytes_sent, result.bytes_received)
+            self._bump_if_moved("link", self._link_values())
+            self._bump_if_moved(remote_model, (self._server_ms[remote_model].value, *self._wire_bytes[remote_model]))
+
+    def _link_values(self) -> tuple[float, ...]:
+        net = self.link.snapshot()
+        return (net.one_way_latency_ms, net.upload_bytes_per_s, net.download_bytes_per_s)
+
+    def _bump_if_moved(self, what: str, values: tuple[float, ...]) -> None:
+        """Bump `version` when `values` moved by more than the tolerance since the last bump (lock held)."""
+        if moved(values, self._used.get(what)):
+            self._used[what] = values
+            self.epoch.bump()
 
     def describe(self) -> dict:
         net = self.link.snapshot()

@@ -10,27 +10,43 @@ from edgeoffload.decide.types import Decision, DecisionRequest, Prediction
 
 
 def decide(request: DecisionRequest) -> Decision:
-    """Choose where to run one request and explain why in one line."""
+    """Choose where to run one request; `Decision.reason` explains it in one line."""
     excluded = list(request.excluded)
     predictions = _predict_all(request, excluded)
     if not predictions:
-        why = "; ".join(f"{t} {r}" for t, r in excluded) or "no targets configured"
-        return Decision(request.model, None, request.objective, request.deadline_ms, True,
-                        f"no usable target: {why}", (), tuple(excluded))
-    ranked = sorted(predictions, key=lambda p: (not p.meets_deadline, score(p, request.objective), p.latency_ms))
-    best = ranked[0]
-    if best.meets_deadline:
-        reason = _reason_ok(best, ranked, request)
-        miss = False
-    else:
-        best = min(predictions, key=lambda p: (p.latency_ms, score(p, request.objective)))
+        return Decision(request.model, None, request.objective, request.deadline_ms, True, (), tuple(excluded))
+    objective = request.objective
+    ranked = sorted(predictions, key=lambda p: (not p.meets_deadline, score(p, objective), p.latency_ms))
+    miss = not ranked[0].meets_deadline
+    if miss:  # nothing meets the deadline: the fastest, flagged as a miss
+        best = min(predictions, key=lambda p: (p.latency_ms, score(p, objective)))
         ranked.remove(best)
         ranked.insert(0, best)
-        reason = (f"no target meets the {request.deadline_ms:g} ms deadline; fastest is {best.target} "
-                  f"at {best.latency_ms:.1f} ms (deadline miss)")
-        miss = True
-    return Decision(request.model, best.target, request.objective, request.deadline_ms, miss, reason,
-                    tuple(ranked), tuple(excluded))
+    return Decision(request.model, ranked[0].target, objective, request.deadline_ms, miss, tuple(ranked),
+                    tuple(excluded))
+
+
+def explain(d: Decision) -> str:
+    """The one-line reason of a decision."""
+    if d.target is None:
+        why = "; ".join(f"{t} {r}" for t, r in d.excluded) or "no targets configured"
+        return f"no usable target: {why}"
+    best = d.predictions[0]
+    if d.deadline_miss:
+        return (f"no target meets the {d.deadline_ms:g} ms deadline; fastest is {best.target} "
+                f"at {best.latency_ms:.1f} ms (deadline miss)")
+    objective = d.objective.value
+    value = {"latency": f"{best.latency_ms:.1f} ms", "energy": f"{best.energy_mj:.1f} mJ",
+             "edp": f"{best.edp_mj_ms:.1f} mJ·ms"}[objective]
+    parts = [f"lowest {objective} ({value})"]
+    if d.deadline_ms is not None:
+        parts.append(f"within the {d.deadline_ms:g} ms deadline")
+    runner_up = next((p for p in d.predictions[1:] if p.meets_deadline), None)
+    if runner_up is not None:
+        mine, other = score(best, d.objective), score(runner_up, d.objective)
+        ratio = other / mine if mine > 0 else float("inf")
+        parts.append(f"{ratio:.2f}x better than {runner_up.target}")
+    return f"{best.target}: " + ", ".join(parts)
 
 
 def _predict_all(request: DecisionRequest, excluded: list[tuple[str, str]]) -> list[Prediction]:
@@ -55,18 +71,3 @@ def _predict_all(request: DecisionRequest, excluded: list[tuple[str, str]]) -> l
             else:
                 excluded.append((option.target, "no usable link or server estimate"))
     return out
-
-
-def _reason_ok(best: Prediction, ranked: list[Prediction], request: DecisionRequest) -> str:
-    objective = request.objective.value
-    value = {"latency": f"{best.latency_ms:.1f} ms", "energy": f"{best.energy_mj:.1f} mJ",
-             "edp": f"{best.edp_mj_ms:.1f} mJ·ms"}[objective]
-    parts = [f"lowest {objective} ({value})"]
-    if request.deadline_ms is not None:
-        parts.append(f"within the {request.deadline_ms:g} ms deadline")
-    runner_up = next((p for p in ranked[1:] if p.meets_deadline), None)
-    if runner_up is not None:
-        mine, other = score(best, request.objective), score(runner_up, request.objective)
-        ratio = other / mine if mine > 0 else float("inf")
-        parts.append(f"{ratio:.2f}x better than {runner_up.target}")
-    return f"{best.target}: " + ", ".join(parts)

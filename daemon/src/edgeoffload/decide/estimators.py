@@ -13,19 +13,48 @@ from edgeoffload.decide.types import NetworkProfile
 MIN_BYTES_PER_S = 1e3
 MAX_BYTES_PER_S = 1e11
 MIN_TRANSFER_MS = 1e-3
+# A cached decision is recomputed at once when an estimate it used moved by more than this fraction;
+# smaller drift is picked up when the decision is refreshed (see engine/executor.py DECISION_REFRESH_S).
+ESTIMATE_TOLERANCE = 0.10
+
+
+class Epoch:
+    """A counter bumped whenever anything a decision depends on changed materially (estimates moved,
+    availability flipped, a new profile or policy): cached decisions older than the epoch are redone."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0
+
+    def bump(self) -> None:
+        self.value += 1
+
+
+def moved(values: tuple[float, ...], used: tuple[float, ...] | None) -> bool:
+    """Whether estimates moved materially since `used` (None: never used)."""
+    return used is None or len(values) != len(used) or any(
+        abs(v - u) > ESTIMATE_TOLERANCE * abs(u) for v, u in zip(values, used))
 
 
 @dataclass
 class Ewma:
-    """Exponentially weighted moving average; the first sample sets the value."""
+    """Exponentially weighted moving average; the first sample sets the value.
+
+    With `clip` (> 1), a sample counts as at most `clip` times (at least 1/`clip` of) the current value: a
+    single outlier moves the average by a bounded step, while a sustained shift still gets through.
+    """
 
     alpha: float = 0.2
     value: float | None = None
     count: int = 0
+    clip: float | None = None
 
     def update(self, sample: float) -> float:
         if not math.isfinite(sample):
             return self.value if self.value is not None else math.nan
+        if self.value is not None and self.clip is not None and self.value > 0:
+            sample = min(max(sample, self.value / self.clip), self.value * self.clip)
         self.value = sample if self.value is None else self.alpha * sample + (1 - self.alpha) * self.value
         self.count += 1
         return self.value
@@ -48,10 +77,17 @@ class LinkEstimator:
 
     def __post_init__(self) -> None:
         self.rtt = Ewma(self.alpha)
+        self._snapshot: NetworkProfile | None = None
+
+    def set_prior(self, prior: NetworkProfile) -> None:
+        """A new assumed link (policy change); measurements already made still take precedence."""
+        self.prior = prior
+        self._snapshot = None
 
     def add_rtt(self, rtt_ms: float) -> None:
         if math.isfinite(rtt_ms) and rtt_ms >= 0:
             self.rtt.update(rtt_ms)
+            self._snapshot = None
 
     def add_transfer(self, total_ms: float, server_ms: float, bytes_sent: int, bytes_received: int) -> None:
         """One completed request: its wall time, the server's compute time and the bytes each way."""
@@ -65,6 +101,7 @@ class LinkEstimator:
         self.upload_bytes_per_s = _clamp_bw(up / step)
         self.download_bytes_per_s = _clamp_bw(down / step)
         self.transfer_samples += 1
+        self._snapshot = None
 
     def rtt_ms(self) -> float:
         if self.rtt.value is not None:
@@ -85,9 +122,11 @@ class LinkEstimator:
 
     def snapshot(self) -> NetworkProfile:
         """The link as the decision core sees it now (energy per byte always from the profile)."""
-        up, down = self._bandwidths()
-        return NetworkProfile(self.rtt_ms() / 2.0, up, down, self.prior.upload_nj_per_byte,
-                              self.prior.download_nj_per_byte, name=self.source)
+        if self._snapshot is None:
+            up, down = self._bandwidths()
+            self._snapshot = NetworkProfile(self.rtt_ms() / 2.0, up, down, self.prior.upload_nj_per_byte,
+                                            self.prior.download_nj_per_byte, name=self.source)
+        return self._snapshot
 
 
 def _clamp_bw(value: float) -> float:

@@ -6,6 +6,7 @@ Units are in the names: ms, mj (millijoules), w (watts), bytes_per_s, nj_per_byt
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from enum import Enum
 
 
@@ -104,10 +105,15 @@ class Decision:
     objective: Objective
     deadline_ms: float | None
     deadline_miss: bool
-    reason: str
     predictions: tuple[Prediction, ...]
     excluded: tuple[tuple[str, str], ...] = ()
 
     @property
     def chosen(self) -> Prediction | None:
         return next((p for p in self.predictions if p.target == self.target), None)
+
+    @cached_property
+    def reason(self) -> str:
+        """One line saying why; worked out when first asked for (reporting), not while deciding."""
+        from edgeoffload.decide.engine import explain
+        return explain(self)

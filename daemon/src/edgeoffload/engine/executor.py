@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 
 from edgeoffload.decide.engine import decide
-from edgeoffload.decide.estimators import Ewma
+from edgeoffload.decide.estimators import Epoch, Ewma, moved
 from edgeoffload.decide.types import Decision, DecisionRequest, LocalOption, Prediction
 from edgeoffload.errors import BackendError, RequestError, TransportError
 
@@ -64,8 +64,21 @@ class Outcome:
         return chosen.latency_ms if chosen else float("nan")
 
 
+# Per-request local timings are noisy (scheduling, caches); a slow average follows real shifts (thermal
+# throttling, contention) within tens of requests without chasing the noise of single runs.
+LOCAL_ALPHA = 0.05
+LOCAL_CLIP = 2.0  # one outlier run moves the estimate by at most 5 %
+# A cached decision is also refreshed after this long, so drift below the tolerance is never ignored.
+DECISION_REFRESH_S = 0.1
+
+
 class Executor:
-    """Thread-safe: D-Bus and the workload runner may call `run` at the same time."""
+    """Thread-safe: D-Bus and the workload runner may call `run` at the same time.
+
+    Decisions are memoised per (model, input shape) and stamped with the epoch (bumped by everything they
+    depend on) and the policy in force, so the per-request cost is a dictionary lookup unless something
+    material changed or the decision is older than DECISION_REFRESH_S.
+    """
 
     def __init__(self, *, models, local_targets, remote_targets, power, policy: Callable[[], object],
                  on_outcome: Callable[[Outcome], None] | None = None) -> None:
@@ -76,19 +89,34 @@ class Executor:
         self.policy = policy
         self.on_outcome = on_outcome
         self._local_ms: dict[tuple[str, str], Ewma] = {}
+        self._local_used: dict[tuple[str, str], tuple[float]] = {}  # what cached decisions were made with
+        self.epoch = Epoch()  # shared with the remote targets (see service.py)
+        self._cache: dict[tuple[str, tuple[int, ...]], tuple[tuple, float, Decision]] = {}
+        self.decisions_computed = 0  # cache misses: decisions worked out afresh
         self._lock = threading.Lock()
         self._seq = itertools.count(1)
 
     def seed_local(self, model: str, target: str, latency_ms: float) -> None:
         """Start the local latency estimate from a profile (measured runs refine it)."""
         with self._lock:
-            e = self._local_ms[(model, target)] = Ewma()
+            e = self._local_ms[(model, target)] = Ewma(LOCAL_ALPHA, clip=LOCAL_CLIP)
             e.update(latency_ms)
+            self._local_used[(model, target)] = (latency_ms,)
+            self.epoch.bump()
 
     # --- deciding --------------------------------------------------------------------------------
     def decide(self, model: str, x_shape: tuple[int, ...] | None = None) -> Decision:
         entry = self._entry(model)
-        return decide(self._snapshot(entry, x_shape or entry.input_shape))
+        key = (model, x_shape or entry.input_shape)
+        stamp = (self.epoch.value, id(self.policy()))
+        now = time.monotonic()
+        cached = self._cache.get(key)
+        if cached is not None and cached[0] == stamp and now - cached[1] < DECISION_REFRESH_S:
+            return cached[2]
+        decision = decide(self._snapshot(entry, key[1]))
+        self._cache[key] = (stamp, now, decision)
+        self.decisions_computed += 1
+        return decision
 
     def _entry(self, model: str) -> ModelEntry:
         entry = self.models.get(model)
@@ -180,8 +208,12 @@ class Executor:
     def _run_local(self, entry: ModelEntry, target: str, x: np.ndarray) -> np.ndarray:
         t0 = time.perf_counter()
         out = self.local[target].run(entry.name, x)
+        key = (entry.name, target)
         with self._lock:
-            self._local_ms.setdefault((entry.name, target), Ewma()).update((time.perf_counter() - t0) * 1000.0)
+            value = self._local_ms.setdefault(key, Ewma(LOCAL_ALPHA, clip=LOCAL_CLIP)).update((time.perf_counter() - t0) * 1000.0)
+            if moved((value,), self._local_used.get(key)):
+                self._local_used[key] = (value,)
+                self.epoch.bump()
         return out
 
     def _energy(self, target: str, latency_ms: float, extra_mj: float) -> float:

@@ -39,8 +39,7 @@ class PolicyHolder:
 
     @property
     def current(self):
-        with self._lock:
-            return self._policy
+        return self._policy  # one reference read is atomic; writers hold the lock
 
     def reload(self) -> bool:
         """Re-read the file; on error keep the previous policy, record and report the error."""
