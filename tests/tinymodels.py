@@ -26,6 +26,7 @@ core = keras.Model(inp, keras.layers.Dense(classes, activation="softmax")(x))
 u8 = keras.Input((size, size, 3), dtype="uint8")
 wrapped = keras.Model(u8, core(tf.cast(u8, tf.float32)))
 open(os.path.join(out, f"tiny_{size}.tflite"), "wb").write(tf.lite.TFLiteConverter.from_keras_model(wrapped).convert())
+wrapped.save(os.path.join(out, f"tiny_{size}.keras"))  # the GPU path of the endpoint serves this twin
 rng = np.random.default_rng(0)
 def rep():
     for _ in range(16):
@@ -41,10 +42,11 @@ open(os.path.join(out, f"tiny_q_{size}.tflite"), "wb").write(conv.convert())
 
 
 def build_tiny_models(out: Path, size: int = 16, classes: int = 10) -> dict[str, Path]:
-    """Write tiny_<size>.tflite (float, uint8 in) and tiny_q_<size>.tflite (int8, uint8 I/O) into out."""
+    """Write tiny_<size>.tflite (float, uint8 in), its Keras twin tiny_<size>.keras, and tiny_q_<size>.tflite
+    (int8, uint8 I/O) into out."""
     out.mkdir(parents=True, exist_ok=True)
     paths = {"float": out / f"tiny_{size}.tflite", "q": out / f"tiny_q_{size}.tflite"}
-    if not all(p.exists() for p in paths.values()):
+    if not all(p.exists() for p in paths.values()) or not (out / f"tiny_{size}.keras").exists():
         subprocess.run([sys.executable, "-c", _BUILD, str(out), str(size), str(classes)], check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return paths

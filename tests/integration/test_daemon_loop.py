@@ -86,9 +86,12 @@ def test_requests_are_decided_executed_and_reported(service_factory, endpoint, m
     assert summary["targets"]["cpu1"]["requests"] == 10
 
 
-def test_offload_then_endpoint_stops_mid_run_and_no_request_is_lost(service_factory, endpoint, tmp_path):
+def test_offload_then_endpoint_stops_mid_run_and_no_request_is_lost(service_factory, endpoint, tmp_path,
+                                                                    mosquitto, mqtt_probe):
+    probe = mqtt_probe(mosquitto.host, mosquitto.port, topics=(TOPIC + "#",))
     write_policy(tmp_path / "policy.yaml", allowed_targets=["offload"])
-    svc = service_factory(endpoint.url)
+    svc = service_factory(endpoint.url, (mosquitto.host, mosquitto.port))
+    assert svc.reporter.wait_connected(5)
     local_reference = svc.local["cpu1"].run("tiny_16", image(1)[None])
     first = [svc.infer("tiny_16", image(1)) for _ in range(5)]
     assert {o.target for o in first} == {"offload"} and not any(o.fallback for o in first)
@@ -102,6 +105,16 @@ def test_offload_then_endpoint_stops_mid_run_and_no_request_is_lost(service_fact
     assert "ran locally: no usable target" in after[-1].fallback_reason
     assert svc.tally.summary()["targets"]["cpu1"]["fallbacks"] == 10
     assert not svc.remote["offload"].reachable
+    # Every request was reported: 5 offloaded, then 10 answered locally and flagged as fallbacks.
+    deadline = time.monotonic() + 5
+    while len(probe.messages(TOPIC + "decision")) < 15 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    reported = [m.json() for m in probe.messages(TOPIC + "decision")]
+    assert [(d["target"], d["fallback"]) for d in reported] == [("offload", False)] * 5 + [("cpu1", True)] * 10
+    assert reported[0]["actual_latency_ms"] > 0 and reported[5]["fallback_reason"]
+    status = probe.wait_for(TOPIC + "status", lambda m: any(
+        t["name"] == "offload" and not t["available"] for t in m.json()["targets"])).json()
+    assert any(r.startswith("endpoint offload:") for r in status["degraded"])
 
 
 def test_endpoint_down_at_start_comes_up_later(service_factory, models):

@@ -70,6 +70,10 @@ def test_signals_broker_restart_and_clean_stop(daemon, mosquitto, mqtt_probe, tm
     write_policy(tmp_path / "policy.yaml", objective="edp", revision="pushed")
     proc.send_signal(signal.SIGHUP)
     assert probe2.wait_for(TOPIC + "status", lambda m: m.json()["policy"]["revision"] == "pushed", timeout=10)
+    # SIGUSR1 re-profiles on demand: a newer retained profile follows.
+    first = probe2.wait_for(TOPIC + "profile").json()["profiles"][0]["measured_utc"]
+    proc.send_signal(signal.SIGUSR1)
+    assert probe2.wait_for(TOPIC + "profile", lambda m: m.json()["profiles"][0]["measured_utc"] > first, timeout=20)
     # SIGTERM: a clean stop leaves retained availability "stopped".
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=20) == 0, proc.stdout.read()

@@ -13,7 +13,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pytest
 
-from edgeoffload.api.mqtt import MqttReporter, device_topic
+from edgeoffload.api.mqtt import MqttReporter
+from edgeoffload.api.mqtt_payloads import device_topic
 
 KEEPALIVE_S = 5
 BOOT_ID = "0123456789abcdef0123456789abcdef"

@@ -134,6 +134,7 @@ def _serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGHUP, lambda *_: service.policy.request_reload())
+    signal.signal(signal.SIGUSR1, lambda *_: service.request_profile())
     requests = config.workload.requests if args.requests is None else args.requests
     rc = EXIT_OK
     try:

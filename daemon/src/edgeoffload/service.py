@@ -16,6 +16,7 @@ import numpy as np
 from edgeoffload.api import messages
 from edgeoffload.api.mqtt import MqttReporter
 from edgeoffload.backends.modelfile import load_model_file
+from edgeoffload.config import policy_warnings
 from edgeoffload.backends.registry import create_local_backend, target_signature
 from edgeoffload.backends.remote_target import RemoteTarget
 from edgeoffload.engine.executor import Executor, ModelEntry, Outcome
@@ -48,11 +49,13 @@ class Service:
         self._stop = threading.Event()
         self._summary_thread: threading.Thread | None = None
         self._files: dict = {}
+        self._profile_lock = threading.Lock()
 
     # --- start -----------------------------------------------------------------------------------
     def start(self) -> None:
         self.power.start()
         self.policy.load_initial()
+        self._warn_policy_names(self.policy.current)
         self._open_local_targets()
         entries = self._load_models()
         self.executor = Executor(models=entries, local_targets=self.local, remote_targets=self.remote,
@@ -120,6 +123,13 @@ class Service:
     # --- profiling -------------------------------------------------------------------------------
     def profile(self, *, model: str | None = None, target: str | None = None, force: bool = True) -> list[Profile]:
         """Profile models on available local targets; reuse fresh stored profiles unless `force`."""
+        with self._profile_lock:
+            done = self._profile(model, target, force)
+        if self.state == "running":
+            self.reporter.set_profile(messages.profile_message(self.profiles.values()))
+        return done
+
+    def _profile(self, model: str | None, target: str | None, force: bool) -> list[Profile]:
         pcfg = self.config.profiling
         self.store.load()
         done = []
@@ -145,8 +155,6 @@ class Service:
                 self.profiles[(entry.name, name)] = prof
                 self.executor.seed_local(entry.name, name, prof.latency.mean_ms)
                 done.append(prof)
-        if self.reporter is not None and self.state == "running":
-            self.reporter.set_profile(messages.profile_message(self.profiles.values()))
         return done
 
     def _measure(self, entry: ModelEntry, name: str, backend, sig: str, rt: str) -> Profile:
@@ -188,8 +196,24 @@ class Service:
         if self.executor is not None:
             self.reporter.set_status(messages.status_message(self))
 
+    def _warn_policy_names(self, policy) -> None:
+        for warning in policy_warnings(policy, self.config):
+            log.warning("%s", warning)
+
+    def request_profile(self) -> None:
+        """Re-profile every model on every target now, off the caller's thread (SIGUSR1, later D-Bus)."""
+        threading.Thread(target=self._profile_now, name="profile", daemon=True).start()
+
+    def _profile_now(self) -> None:
+        try:
+            done = self.profile(force=True)
+            log.info("re-profiled %d model/target pairs on demand", len(done))
+        except Exception:
+            log.exception("on-demand profiling failed")
+
     def _policy_changed(self, policy, error: str | None) -> None:
         if policy is not None:
+            self._warn_policy_names(policy)
             for target in self.remote.values():
                 target.link.set_prior(policy.network)
             self.executor.epoch.bump()

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeoffload.api.mqtt import (
+from edgeoffload.api.mqtt import MqttReporter
+from edgeoffload.api.mqtt_payloads import (
     CREDENTIAL_NAME,
-    MqttReporter,
     availability_payload,
     default_client_id,
     device_topic,

@@ -69,7 +69,7 @@ def test_oversize_file_is_not_parsed(tmp_path):
     doc = read_document(path)
     assert doc.value is INVALID
     assert [str(p) for p in doc.problems] == [
-        f"{path}:1: (file): file is larger than 1 MiB (1048576 bytes): refusing to read it"
+        f"{path}:1: (file): file is larger than 256 KiB (262144 bytes): refusing to read it"
     ]
 
 

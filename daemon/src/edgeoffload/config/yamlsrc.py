@@ -24,7 +24,7 @@ from ..errors import Problem
 
 log = logging.getLogger(__name__)
 
-MAX_BYTES = 1 << 20
+MAX_BYTES = 256 << 10  # real configs and policies are a few KiB; parsing is pure Python
 MAX_DEPTH = 32
 FILE_PATH = "(file)"  # the key path shown for problems that concern the whole file
 
@@ -97,7 +97,7 @@ def parse_yaml(data: bytes | str, source: str) -> Document:
     raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
     doc = Document(source, digest=hashlib.sha256(raw).hexdigest()[:12])
     if len(raw) > MAX_BYTES:
-        limit = f"{MAX_BYTES // (1 << 20)} MiB ({MAX_BYTES} bytes)"
+        limit = f"{MAX_BYTES // 1024} KiB ({MAX_BYTES} bytes)"
         return _fail(doc, 1, f"file is larger than {limit}: refusing to read it")
     try:
         text = raw.decode("utf-8-sig")

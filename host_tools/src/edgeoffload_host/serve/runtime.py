@@ -114,10 +114,13 @@ class KerasGpuRuntime:
     platform = "tensorflow_gpu"
 
     def __init__(self, keras_path: Path, like: TfliteRuntime):
-        import tensorflow as tf  # only on the GPU path
-
         try:
-            self._model = tf.keras.models.load_model(str(keras_path), compile=False)
+            import tf_keras as keras  # `edgeoffload-host build` saves with tf_keras (Keras 2 format)
+        except ImportError:  # only on the GPU path: TensorFlow is never imported on the CPU path
+            import tensorflow as tf
+            keras = tf.keras
+        try:
+            self._model = keras.models.load_model(str(keras_path), compile=False)
         except Exception as exc:
             raise ModelError(f"{keras_path}: cannot load the Keras model: {exc}") from exc
         keras_inputs, keras_outputs = list(self._model.inputs), list(self._model.outputs)
