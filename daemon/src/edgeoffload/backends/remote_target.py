@@ -157,7 +157,9 @@ class RemoteTarget:
 
     def _record(self, remote_model: str, result: RemoteResult) -> None:
         with self._lock:
-            server_ms = result.server_ms if result.server_ms is not None else 0.0
+            # The server's own figure, trusted only within what we measured around it.
+            reported = result.server_ms if result.server_ms is not None else 0.0
+            server_ms = min(max(reported, 0.0), result.total_ms) if math.isfinite(reported) else 0.0
             self._server_ms.setdefault(remote_model, Ewma()).update(server_ms)
             self._wire_bytes[remote_model] = (result.bytes_sent, result.bytes_received)
             self.link.add_transfer(result.total_ms, server_ms, result.bytes_sent, result.bytes_received)

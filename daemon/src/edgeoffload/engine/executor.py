@@ -128,6 +128,13 @@ class Executor:
     def _snapshot(self, entry: ModelEntry, x_shape: tuple[int, ...]) -> DecisionRequest:
         policy = self.policy()
         excluded: list[tuple[str, str]] = []
+        remote = []  # endpoint problems first: they are the likeliest and the most actionable
+        for name, target in self.remote.items():
+            opt = target.option(entry.remote_name, x_shape, entry.input_dtype)
+            if isinstance(opt, str):
+                excluded.append((name, opt))
+            else:
+                remote.append(opt)
         local = []
         for name, backend in self.local.items():
             est = self._local_ms.get((entry.name, name))
@@ -137,13 +144,6 @@ class Executor:
                 excluded.append((name, f"{entry.name} not loaded or not profiled here"))
             else:
                 local.append(LocalOption(name, est.value, self.power.active_power_w(name), self.power.label))
-        remote = []
-        for name, target in self.remote.items():
-            opt = target.option(entry.remote_name, x_shape, entry.input_dtype)
-            if isinstance(opt, str):
-                excluded.append((name, opt))
-            else:
-                remote.append(opt)
         allowed = frozenset(policy.allowed_targets) if policy.allowed_targets is not None else None
         return DecisionRequest(entry.name, policy.objective, policy.deadline_for(entry.name),
                                self.power.idle_power_w(policy.idle_mode), tuple(local), tuple(remote),
