@@ -50,3 +50,14 @@ def build_tiny_models(out: Path, size: int = 16, classes: int = 10) -> dict[str,
         subprocess.run([sys.executable, "-c", _BUILD, str(out), str(size), str(classes)], check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return paths
+
+
+def run_directly(path: Path, x):
+    """The model run by a bare interpreter, as the reference our own code must match."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path))
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
+    interpreter.invoke()
+    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])

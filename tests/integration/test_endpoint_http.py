@@ -20,6 +20,7 @@ from edgeoffload.backends.oip_wire import HEADER_LENGTH, decode_infer_response, 
 from edgeoffload.backends.remote import OipClient
 from edgeoffload.errors import TransportError
 from edgeoffload_host.serve.http import start_server
+from tinymodels import run_directly
 
 READ_TIMEOUT_S = 1.0
 MAX_REQUEST_BYTES = 1 << 20
@@ -42,14 +43,6 @@ def names(endpoint) -> dict[str, str]:
     return {m: endpoint.repository.get(m).runtime.inputs[0].name for m in endpoint.repository.names}
 
 
-def direct_run(path: Path, x: np.ndarray) -> np.ndarray:
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_path=str(path))
-    interpreter.allocate_tensors()
-    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
-    interpreter.invoke()
-    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
 
 
 def images(n: int, seed: int = 0) -> np.ndarray:
@@ -92,7 +85,7 @@ def still_serves(endpoint, names, tiny_models) -> None:
     x = images(1, seed=42)[0]
     with OipClient(endpoint.url) as client:
         result = client.infer("tiny_q_16", [(names["tiny_q_16"], x)], timeout_s=5)
-    np.testing.assert_array_equal(result.outputs["StatefulPartitionedCall:0"], direct_run(tiny_models["q"], x))
+    np.testing.assert_array_equal(result.outputs["StatefulPartitionedCall:0"], run_directly(tiny_models["q"], x))
 
 
 def test_health_and_metadata(endpoint):
@@ -115,7 +108,7 @@ def test_infer_matches_the_interpreter(endpoint, names, tiny_models, mode, kind)
     with OipClient(endpoint.url, binary=mode) as client:
         for x in images(3, seed=len(mode)):
             result = client.infer(model, [(names[model], x)], timeout_s=5, request_id="abc")
-            want = direct_run(tiny_models[kind], x)
+            want = run_directly(tiny_models[kind], x)
             got = result.outputs["StatefulPartitionedCall:0"]
             assert got.dtype == want.dtype and got.shape == want.shape
             np.testing.assert_array_equal(got, want)
@@ -255,7 +248,7 @@ def test_an_exception_in_a_model_run_is_a_500_and_the_server_carries_on(endpoint
 
 def test_concurrent_clients_all_get_their_own_answers(endpoint, names, tiny_models):
     xs = images(32, seed=7)
-    expected = [direct_run(tiny_models["float"], x) for x in xs]
+    expected = [run_directly(tiny_models["float"], x) for x in xs]
 
     def one(i: int) -> bool:
         with OipClient(endpoint.url, binary="always" if i % 2 else "never") as client:

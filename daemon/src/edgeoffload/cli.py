@@ -1,7 +1,7 @@
 """Command-line front ends: `edgeoffloadd` (the daemon) and `edgeoffloadctl` (tools around it).
 
 `edgeoffloadctl` subcommands are small classes listed in CTL_COMMANDS; each has `name`, `help`,
-`add_arguments(parser)` and `run(args) -> int`. Errors are mapped once, in `_run`: an EdgeOffloadError
+`add_arguments(parser)` and `run(args) -> int`. Errors are mapped once, in `run_mapped`: an EdgeOffloadError
 is the user's to fix (one line per problem on stderr, exit 2), anything else is a bug (one line, exit 1).
 """
 
@@ -44,30 +44,39 @@ CTL_COMMANDS: tuple[type, ...] = (
 )
 
 
-def _ctl_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=CTL_PROG, description="Inspect and control the edgeoffload daemon.")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+def command_parser(prog: str, description: str, version: str, commands) -> argparse.ArgumentParser:
+    """A parser whose subcommands are the given command classes (`name`, `help`, `add_arguments`, `run`)."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages to stderr")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for command in CTL_COMMANDS:
+    for cls in commands:
+        command = cls()
         p = sub.add_parser(command.name, help=command.help, description=command.help)
         command.add_arguments(p)
         p.set_defaults(run=command.run)
     return parser
 
 
-def ctl_main(argv: list[str] | None = None) -> int:
-    """Entry point of `edgeoffloadctl`; returns the exit status (tests call it in-process)."""
+def run_command(prog: str, parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
+    """Parse, set up logging, run the chosen subcommand and map its errors to one line and an exit code."""
     try:
-        args = _ctl_parser().parse_args(argv)
+        args = parser.parse_args(argv)
     except SystemExit as e:  # --help, --version, usage errors: argparse already printed why
         return e.code if isinstance(e.code, int) else EXIT_OK if e.code is None else EXIT_USER
     level = logging.DEBUG if args.verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    return _run(CTL_PROG, lambda: args.run(args))
+    return run_mapped(prog, lambda: args.run(args))
 
 
-def _run(prog: str, action: Callable[[], int]) -> int:
+def ctl_main(argv: list[str] | None = None) -> int:
+    """Entry point of `edgeoffloadctl`; returns the exit status (tests call it in-process)."""
+    parser = command_parser(CTL_PROG, "Inspect and control the edgeoffload daemon.", __version__, CTL_COMMANDS)
+    return run_command(CTL_PROG, parser, argv)
+
+
+def run_mapped(prog: str, action: Callable[[], int]) -> int:
+    """Run `action`; EdgeOffloadError -> one line per problem, exit 2; anything else -> one line, exit 1."""
     try:
         return action()
     except ConfigError as e:
@@ -112,7 +121,7 @@ def daemon_main(argv: list[str] | None = None) -> int:
     if args.requests is not None and args.requests < 0:
         print(f"{DAEMON_PROG}: --requests must be 0 or more", file=sys.stderr)
         return EXIT_USER
-    return _run(DAEMON_PROG, lambda: _serve(args))
+    return run_mapped(DAEMON_PROG, lambda: _serve(args))
 
 
 def _setup_logging(level: str) -> None:

@@ -63,8 +63,8 @@ def test_errors_are_mapped_once(capsys):
     def bug() -> int:
         raise ZeroDivisionError("division by zero")
 
-    assert cli._run("edgeoffloadctl", user_error) == 2
-    assert cli._run("edgeoffloadctl", bug) == 1
+    assert cli.run_mapped("edgeoffloadctl", user_error) == 2
+    assert cli.run_mapped("edgeoffloadctl", bug) == 1
     assert capsys.readouterr().err.splitlines() == [
         "edgeoffloadctl: error: model m.tflite: sha256 mismatch; rebuild it",
         "edgeoffloadctl: internal error (a bug, please report it): ZeroDivisionError: division by zero",

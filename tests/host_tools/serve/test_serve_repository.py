@@ -17,6 +17,7 @@ from edgeoffload.errors import ModelError, RequestError
 from edgeoffload_host.serve import repository as repo_module
 from edgeoffload_host.serve.repository import ModelRepository
 from edgeoffload_host.serve.runtime import TfliteRuntime
+from tinymodels import run_directly
 
 
 @pytest.fixture
@@ -26,14 +27,6 @@ def models_dir(tiny_models, tmp_path) -> Path:
     return tmp_path
 
 
-def direct_run(path: Path, x: np.ndarray) -> np.ndarray:
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_path=str(path))
-    interpreter.allocate_tensors()
-    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
-    interpreter.invoke()
-    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
 
 
 def test_scan_serves_every_tflite_by_stem_with_metadata(models_dir):
@@ -90,7 +83,7 @@ def test_cpu_path_never_imports_tensorflow(models_dir, monkeypatch):
 def test_runtime_matches_the_interpreter_under_concurrency(tiny_models):
     runtime = TfliteRuntime(tiny_models["q"], workers=3, threads=1)
     xs = np.random.default_rng(1).integers(0, 256, (24, 1, 16, 16, 3), dtype=np.uint8)
-    expected = [direct_run(tiny_models["q"], x) for x in xs]
+    expected = [run_directly(tiny_models["q"], x) for x in xs]
     with ThreadPoolExecutor(6) as pool:
         results = list(pool.map(lambda x: runtime.run([x]), xs))
     for (outputs, compute_ms), want in zip(results, expected):
