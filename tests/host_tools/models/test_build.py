@@ -25,32 +25,11 @@ from edgeoffload_host.models.zoo import ARCHITECTURES, file_stem, study_name
 
 MOBILENET_32_PARAMETERS = 3_516_964  # REFERENCE §1, Table 2.1
 
-_RUN_COMMAND = r"""
-import argparse, sys
-from edgeoffload_host.models import BuildCommand
-parser = argparse.ArgumentParser(prog="edgeoffload-host build")
-BuildCommand().add_arguments(parser)
-sys.exit(BuildCommand().run(parser.parse_args(sys.argv[1:])))
-"""
-
-
 def _run_command(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="edgeoffload-host build")
     command = BuildCommand()
     command.add_arguments(parser)
     return command.run(parser.parse_args(argv))
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory) -> tuple[Path, list[str]]:
-    """MobileNet 32 float + q, weights none, digits, one short epoch, through the command."""
-    out = tmp_path_factory.mktemp("models")
-    argv = ["--out", str(out), "--weights", "none", "--epochs", "1", "--steps-per-epoch", "5",
-            "--batch-size", "16", "--seed", "0"]
-    done = subprocess.run([sys.executable, "-c", _RUN_COMMAND, *argv], capture_output=True, text=True,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=240)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return out, done.stdout.splitlines()
 
 
 @pytest.mark.slow
