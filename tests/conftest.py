@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import sys
 from pathlib import Path
 
@@ -19,13 +18,6 @@ REPO = Path(__file__).resolve().parent.parent
 def tiny_models(tmp_path_factory) -> dict[str, Path]:
     """Real .tflite files: {"float": tiny_16.tflite, "q": tiny_q_16.tflite}, 16x16x3 uint8 in, 10 classes."""
     return build_tiny_models(tmp_path_factory.mktemp("tiny_models"))
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

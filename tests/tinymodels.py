@@ -6,6 +6,7 @@ full-integer quantized with uint8 I/O. Built in a subprocess so the test process
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -47,7 +48,9 @@ def build_tiny_models(out: Path, size: int = 16, classes: int = 10) -> dict[str,
     out.mkdir(parents=True, exist_ok=True)
     paths = {"float": out / f"tiny_{size}.tflite", "q": out / f"tiny_q_{size}.tflite"}
     if not all(p.exists() for p in paths.values()) or not (out / f"tiny_{size}.keras").exists():
-        subprocess.run([sys.executable, "-c", _BUILD, str(out), str(size), str(classes)], check=True,
+        # EDGEOFFLOAD_TF_PYTHON: an interpreter with TensorFlow, for running the suite on one without it.
+        python = os.environ.get("EDGEOFFLOAD_TF_PYTHON", sys.executable)
+        subprocess.run([python, "-c", _BUILD, str(out), str(size), str(classes)], check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return paths
 

@@ -42,17 +42,11 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
+from support import free_port
 from paho.mqtt.enums import CallbackAPIVersion
 
 BROKER_START_TIMEOUT_S = 5.0
 _SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin"])
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (same as tests/conftest.py's)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def find_tool(name: str) -> str | None:

@@ -118,8 +118,8 @@ def test_offload_then_endpoint_stops_mid_run_and_no_request_is_lost(service_fact
 
 
 def test_endpoint_down_at_start_comes_up_later(service_factory, models):
-    from tests_support_port import reserve_port
-    port = reserve_port()
+    from support import free_port
+    port = free_port()
     svc = service_factory(f"http://127.0.0.1:{port}")
     assert not svc.remote["offload"].reachable
     assert svc.infer("tiny_16", image()).target == "cpu1"

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from conftest import free_port
+from support import free_port
 
 from edgeoffload.backends.oip_wire import HEADER_LENGTH, decode_infer_request, encode_infer_response
 from edgeoffload.backends.remote import OipClient

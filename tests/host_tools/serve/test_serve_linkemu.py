@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import free_port
+from support import free_port
 
 from edgeoffload.backends.remote import OipClient
 from edgeoffload_host.serve.http import start_server
