@@ -16,9 +16,9 @@ import numpy as np
 from edgeoffload.api import messages
 from edgeoffload.api.mqtt import MqttReporter
 from edgeoffload.backends.modelfile import load_model_file
-from edgeoffload.config import policy_warnings
 from edgeoffload.backends.registry import create_local_backend, target_signature
 from edgeoffload.backends.remote_target import RemoteTarget
+from edgeoffload.config import policy_warnings
 from edgeoffload.engine.executor import Executor, ModelEntry, Outcome
 from edgeoffload.engine.policy_watch import PolicyHolder
 from edgeoffload.engine.profiles import Profile, ProfileStore, sample_input, time_runs
@@ -48,7 +48,6 @@ class Service:
         self.reporter = MqttReporter(config.mqtt, config.device_id, self.boot_id)
         self._stop = threading.Event()
         self._summary_thread: threading.Thread | None = None
-        self._files: dict = {}
         self._profile_lock = threading.Lock()
 
     # --- start -----------------------------------------------------------------------------------
@@ -94,7 +93,6 @@ class Service:
                 self.model_errors[mcfg.name] = str(exc)
                 log.error("model %s not loaded: %s", mcfg.name, exc)
                 continue
-            self._files[mcfg.name] = mf
             spec = None
             for name, backend in self.local.items():
                 if not backend.available:
