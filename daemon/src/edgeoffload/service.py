@@ -21,7 +21,7 @@ from edgeoffload.backends.remote_target import RemoteTarget
 from edgeoffload.config import policy_warnings
 from edgeoffload.engine.executor import Executor, ModelEntry, Outcome
 from edgeoffload.engine.policy_watch import PolicyHolder
-from edgeoffload.engine.profiles import Profile, ProfileStore, sample_input, time_runs
+from edgeoffload.engine.profiles import Profile, ProfileStore, profile_key, sample_input, time_runs
 from edgeoffload.errors import BackendError, EdgeOffloadError
 from edgeoffload.profiling.tally import DecisionTally
 from edgeoffload.sensors.registry import create_power_source
@@ -139,7 +139,7 @@ class Service:
                     continue
                 tcfg = next(t for t in self.config.targets if t.name == name)
                 sig, rt = target_signature(tcfg), backend.runtime_version
-                key = f"{entry.sha256}|{sig}|{rt}"
+                key = profile_key(entry.sha256, sig, rt)
                 prof = None if force else self.store.get(key, max_age_s=pcfg.max_age_s, now_s=time.time())
                 if prof is not None:
                     log.info("profile of %s on %s reused from %s", entry.name, name, self.store.path)
