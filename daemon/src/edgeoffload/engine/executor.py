@@ -91,7 +91,7 @@ class Executor:
         self._local_ms: dict[tuple[str, str], Ewma] = {}
         self._local_used: dict[tuple[str, str], tuple[float]] = {}  # what cached decisions were made with
         self.epoch = Epoch()  # shared with the remote targets (see service.py)
-        self._cache: dict[tuple[str, tuple[int, ...]], tuple[tuple, float, Decision]] = {}
+        self._cache: dict[tuple[str, tuple[int, ...]], tuple[int, object, float, Decision]] = {}
         self.decisions_computed = 0  # cache misses: decisions worked out afresh
         self._lock = threading.Lock()
         self._seq = itertools.count(1)
@@ -108,13 +108,13 @@ class Executor:
     def decide(self, model: str, x_shape: tuple[int, ...] | None = None) -> Decision:
         entry = self._entry(model)
         key = (model, x_shape or entry.input_shape)
-        stamp = (self.epoch.value, id(self.policy()))
-        now = time.monotonic()
+        epoch, policy, now = self.epoch.value, self.policy(), time.monotonic()
         cached = self._cache.get(key)
-        if cached is not None and cached[0] == stamp and now - cached[1] < DECISION_REFRESH_S:
-            return cached[2]
+        if (cached is not None and cached[0] == epoch and cached[1] is policy
+                and now - cached[2] < DECISION_REFRESH_S):
+            return cached[3]
         decision = decide(self._snapshot(entry, key[1]))
-        self._cache[key] = (stamp, now, decision)
+        self._cache[key] = (epoch, policy, now, decision)
         self.decisions_computed += 1
         return decision
 
