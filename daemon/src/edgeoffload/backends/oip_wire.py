@@ -36,6 +36,7 @@ DATATYPES: MappingProxyType[str, np.dtype] = MappingProxyType({
 })
 UNSUPPORTED_DATATYPES = frozenset({"BYTES"})
 _BY_KIND = {(dt.kind, dt.itemsize): name for name, dt in DATATYPES.items()}
+_INTEGER = re.compile(r"[+-]?[0-9]{1,20}")
 
 
 @dataclass(frozen=True)
@@ -93,12 +94,32 @@ def _tensor_entries(tensors: Sequence[tuple[str, np.ndarray]], binary: bool) -> 
     return entries, buffers
 
 
-def _assemble(header: dict, buffers: list, binary: bool) -> tuple[bytes, dict[str, str]]:
-    head = json.dumps(header, separators=(",", ":")).encode()
+_to_json = json.JSONEncoder(separators=(",", ":")).encode  # json.dumps(..., separators=...) makes one a call
+
+
+def _assemble(header: dict, buffers: list, binary: bool) -> tuple[list, dict[str, str]]:
+    """The body as a list of buffers (JSON header, then raw tensors) and the extra HTTP headers."""
+    head = _to_json(header).encode()
     if not binary:
-        return head, {"Content-Type": JSON_CONTENT_TYPE}
-    headers = {"Content-Type": BINARY_CONTENT_TYPE, HEADER_LENGTH: str(len(head))}
-    return b"".join([head, *buffers]), headers
+        return [head], {"Content-Type": JSON_CONTENT_TYPE}
+    return [head, *buffers], {"Content-Type": BINARY_CONTENT_TYPE, HEADER_LENGTH: str(len(head))}
+
+
+def encode_infer_request_parts(inputs: Sequence[tuple[str, np.ndarray]], *, binary: bool,
+                               request_id: str | None = None,
+                               binary_outputs: bool = True) -> tuple[list, dict[str, str]]:
+    """``encode_infer_request`` with the body as a list of buffers to send as they are (no joined copy).
+
+    The tensor buffers are views of ``inputs`` (or of contiguous copies): send them before changing those.
+    """
+    entries, buffers = _tensor_entries(inputs, binary)
+    header: dict[str, Any] = {}
+    if request_id is not None:
+        header["id"] = request_id
+    if binary and binary_outputs:
+        header["parameters"] = {"binary_data_output": True}
+    header["inputs"] = entries
+    return _assemble(header, buffers, binary)
 
 
 def encode_infer_request(inputs: Sequence[tuple[str, np.ndarray]], *, binary: bool,
@@ -109,14 +130,9 @@ def encode_infer_request(inputs: Sequence[tuple[str, np.ndarray]], *, binary: bo
     ``binary_outputs`` asks the server for binary outputs; it only applies when ``binary`` is true,
     since a JSON-only server (MLServer) does not know the extension.
     """
-    entries, buffers = _tensor_entries(inputs, binary)
-    header: dict[str, Any] = {}
-    if request_id is not None:
-        header["id"] = request_id
-    if binary and binary_outputs:
-        header["parameters"] = {"binary_data_output": True}
-    header["inputs"] = entries
-    return _assemble(header, buffers, binary)
+    parts, headers = encode_infer_request_parts(inputs, binary=binary, request_id=request_id,
+                                                binary_outputs=binary_outputs)
+    return b"".join(parts), headers
 
 
 def encode_infer_response(model_name: str, outputs: Sequence[tuple[str, np.ndarray]], *, binary: bool,
@@ -132,7 +148,8 @@ def encode_infer_response(model_name: str, outputs: Sequence[tuple[str, np.ndarr
     if parameters:
         header["parameters"] = parameters
     header["outputs"] = entries
-    return _assemble(header, buffers, binary)
+    parts, headers = _assemble(header, buffers, binary)
+    return b"".join(parts), headers
 
 
 class _Decoder:
@@ -153,7 +170,7 @@ class _Decoder:
         if header_length is None:
             return self._parse_json(body), None
         text = header_length.strip()
-        if not re.fullmatch(r"[+-]?[0-9]{1,20}", text):
+        if not _INTEGER.fullmatch(text):
             raise self.fail(f"{HEADER_LENGTH} {header_length!r} is not an integer")
         length = int(text)
         if length < 0:

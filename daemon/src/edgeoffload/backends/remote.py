@@ -1,14 +1,13 @@
 """The daemon's Open Inference Protocol v2 client (REST, binary tensors when the server has them).
 
-One persistent keep-alive connection (HTTP or HTTPS) guarded by a lock, so one client may be shared
-by threads. Every call takes a total timeout; nothing waits past it. Anything that goes wrong on the
+A small pool of kept-alive connections (HTTP or HTTPS), so one client may be shared by threads and a
+health probe never waits behind a request. Every call takes a total timeout; nothing waits past it. Anything that goes wrong on the
 wire, and any answer we cannot use, raises ``TransportError`` naming the URL and what happened.
 """
 
 from __future__ import annotations
 
 import http.client
-import io
 import json
 import logging
 import socket
@@ -21,7 +20,10 @@ from urllib.parse import quote, urlsplit
 
 import numpy as np
 
-from edgeoffload.backends.oip_wire import HEADER_LENGTH, decode_infer_response, encode_infer_request
+from edgeoffload.backends.http11 import (
+    Answer, DeadlineReader, SocketShim, error_text, response_class, send_parts,
+)
+from edgeoffload.backends.oip_wire import HEADER_LENGTH, decode_infer_response, encode_infer_request_parts
 from edgeoffload.errors import ConfigError, TransportError
 
 logger = logging.getLogger(__name__)
@@ -40,147 +42,6 @@ class RemoteResult:
     total_ms: float
     server_ms: float | None
     binary: bool
-
-
-class HttpHeaders:
-    """HTTP header fields, looked up case-insensitively; repeated fields are joined with ", "."""
-
-    __slots__ = ("_fields",)
-
-    def __init__(self, fields: dict[str, str] | None = None):
-        self._fields = {k.lower(): v for k, v in (fields or {}).items()}
-
-    def get(self, name: str, default: str | None = None) -> str | None:
-        return self._fields.get(name.lower(), default)
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower() in self._fields
-
-    def items(self):
-        return self._fields.items()
-
-    def __repr__(self) -> str:
-        return f"HttpHeaders({self._fields!r})"
-
-
-class HeaderError(ValueError):
-    """A header block we refuse; ``status`` is the HTTP status a server answers it with."""
-
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
-
-
-def read_http_headers(fp, *, max_fields: int = 100, max_line: int = 65536) -> HttpHeaders:
-    """Header lines up to the blank line, parsed without the email package (it costs ~50 us a message).
-
-    Obsolete line folding and conflicting Content-Length fields are refused, as RFC 9112 permits.
-    Shared by this client and the host's endpoint.
-    """
-    fields: dict[str, str] = {}
-    for _ in range(max_fields + 1):
-        line = fp.readline(max_line + 1)
-        if len(line) > max_line:
-            raise HeaderError(431, f"header line longer than {max_line} bytes")
-        if line in (b"\r\n", b"\n", b""):
-            return HttpHeaders(fields)
-        name, colon, value = line.decode("iso-8859-1").partition(":")
-        if not colon or not name or name != name.strip():
-            raise HeaderError(400, f"malformed header line {line[:80]!r}")
-        key, value = name.lower(), value.strip()
-        if key in fields and key == "content-length" and fields[key] != value:
-            raise HeaderError(400, "conflicting Content-Length fields")
-        fields[key] = value if key not in fields or key == "content-length" else f"{fields[key]}, {value}"
-    raise HeaderError(431, f"more than {max_fields} header fields")
-
-
-class _LeanResponse(http.client.HTTPResponse):
-    """``HTTPResponse`` whose status and header parsing skips the email package; reading is inherited."""
-
-    def begin(self) -> None:
-        if self.headers is not None:
-            return
-        while True:
-            version, status, reason = self._status_line()
-            try:
-                headers = read_http_headers(self.fp)
-            except HeaderError as exc:
-                raise http.client.HTTPException(str(exc)) from None
-            if status != 100:
-                break
-        self.code = self.status = status
-        self.reason = reason
-        self.version = 10 if version == "HTTP/1.0" else 11
-        self.headers = self.msg = headers  # type: ignore[assignment]
-        self.chunked = (headers.get("transfer-encoding") or "").lower() == "chunked"
-        self.chunk_left = None
-        connection = (headers.get("connection") or "").lower()
-        self.will_close = "close" in connection or (self.version == 10 and "keep-alive" not in connection)
-        length = headers.get("content-length")
-        self.length = int(length) if length and length.isdigit() and not self.chunked else None
-        if status in (204, 304) or status < 200 or self._method == "HEAD":
-            self.length = 0
-        if not self.will_close and not self.chunked and self.length is None:
-            self.will_close = True
-
-    def _status_line(self) -> tuple[str, int, str]:
-        line = self.fp.readline(65537)
-        if not line:
-            raise http.client.RemoteDisconnected("remote end closed the connection without a response")
-        if len(line) > 65536:
-            raise http.client.LineTooLong("status line")
-        parts = line.decode("iso-8859-1").rstrip("\r\n").split(None, 2)
-        if len(parts) < 2 or parts[0] not in ("HTTP/1.0", "HTTP/1.1") or not parts[1].isdigit():
-            raise http.client.BadStatusLine(repr(line[:80]))
-        return parts[0], int(parts[1]), parts[2] if len(parts) > 2 else ""
-
-
-@dataclass(frozen=True)
-class _Answer:
-    status: int
-    headers: HttpHeaders
-    body: bytes
-
-
-class _DeadlineReader(io.RawIOBase):
-    """Reads a response from ``sock`` (set once connected), never waiting past ``deadline``; counts bytes."""
-
-    def __init__(self, deadline: float):
-        self.sock: socket.socket | None = None
-        self.deadline = deadline
-        self.count = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        remaining = self.deadline - time.monotonic()
-        if remaining <= 0 or self.sock is None:
-            raise TimeoutError("timed out")
-        self.sock.settimeout(remaining)
-        n = self.sock.recv_into(buffer)
-        self.count += n
-        return n
-
-
-class _SocketShim:
-    """What ``HTTPResponse`` needs of a socket (``makefile``), here over a ``_DeadlineReader``."""
-
-    def __init__(self, reader: _DeadlineReader):
-        self._reader = reader
-
-    def makefile(self, mode: str) -> io.BufferedReader:
-        return io.BufferedReader(self._reader)
-
-
-def _error_text(body: bytes) -> str:
-    try:
-        value = json.loads(body)
-    except ValueError:
-        return body[:200].decode("utf-8", "replace") or "(empty body)"
-    if isinstance(value, dict) and isinstance(value.get("error"), str):
-        return value["error"]
-    return body[:200].decode("utf-8", "replace")
 
 
 MAX_IDLE_CONNECTIONS = 4  # kept-alive connections per endpoint; more are opened while requests overlap
@@ -210,6 +71,7 @@ class OipClient:
         self._prefix = quote(parts.path.rstrip("/"), safe="/%")
         self._binary_mode = binary
         self._ssl_context = ssl_context
+        self.response_class = response_class()
         self._lock = threading.Lock()  # guards the idle pool only; requests run in parallel
         self._idle: list[http.client.HTTPConnection] = []
         self._closed = False
@@ -225,7 +87,7 @@ class OipClient:
         elapsed_ms = (time.perf_counter() - start) * 1e3
         if answer.status != 200:
             raise TransportError(f"{self.url}/v2/health/live: not live (HTTP {answer.status}: "
-                                 f"{_error_text(answer.body)})")
+                                 f"{error_text(answer.body)})")
         return elapsed_ms
 
     def ready(self, timeout_s: float) -> bool:
@@ -257,11 +119,11 @@ class OipClient:
         if deadline <= time.monotonic():
             raise TransportError(f"{self.url}: no complete answer within {timeout_s:g} s (asking for /v2)")
         start = time.perf_counter()
-        body, headers = encode_infer_request(inputs, binary=binary, request_id=request_id)
+        body, headers = encode_infer_request_parts(inputs, binary=binary, request_id=request_id)
         path = f"/v2/models/{quote(model, safe='')}/infer"
         answer, sent, received = self._exchange("POST", path, body, headers, deadline, timeout_s)
         if answer.status != 200:
-            raise TransportError(f"{self.url}{path}: HTTP {answer.status}: {_error_text(answer.body)}")
+            raise TransportError(f"{self.url}{path}: HTTP {answer.status}: {error_text(answer.body)}")
         try:
             response = decode_infer_response(answer.body, answer.headers.get(HEADER_LENGTH))
         except TransportError as exc:
@@ -290,7 +152,7 @@ class OipClient:
     def _json(self, path: str, timeout_s: float) -> dict:
         answer = self._call("GET", path, timeout_s)
         if answer.status != 200:
-            raise TransportError(f"{self.url}{path}: HTTP {answer.status}: {_error_text(answer.body)}")
+            raise TransportError(f"{self.url}{path}: HTTP {answer.status}: {error_text(answer.body)}")
         try:
             value = json.loads(answer.body)
         except ValueError as exc:
@@ -299,16 +161,16 @@ class OipClient:
             raise TransportError(f"{self.url}{path}: answer is not a JSON object")
         return value
 
-    def _call(self, method: str, path: str, timeout_s: float) -> _Answer:
+    def _call(self, method: str, path: str, timeout_s: float) -> Answer:
         return self._exchange(method, path, None, {}, time.monotonic() + _positive(timeout_s), timeout_s)[0]
 
-    def _exchange(self, method: str, path: str, body: bytes | None, headers: dict[str, str],
-                  deadline: float, timeout_s: float) -> tuple[_Answer, int, int]:
+    def _exchange(self, method: str, path: str, body: list | None, headers: dict[str, str],
+                  deadline: float, timeout_s: float) -> tuple[Answer, int, int]:
         """One request and its answer by ``deadline`` on a kept-alive connection from the pool (a new one
         when none is idle), reconnecting once if a kept-alive connection turns out to be closed;
         ``timeout_s`` is what the caller asked for (for messages)."""
         for attempt in (1, 2):
-            reader = _DeadlineReader(deadline)
+            reader = DeadlineReader(deadline)
             conn, reused = None, False
             try:
                 conn, reused = self._checkout(deadline, fresh=attempt == 2)
@@ -351,32 +213,24 @@ class OipClient:
                 return
         _close_quietly(conn)
 
-    def _once(self, conn: http.client.HTTPConnection, reader: _DeadlineReader, method: str, path: str,
-              body: bytes | None, headers: dict[str, str]) -> tuple[_Answer, int, bool]:
-        """Write the request line, headers and body in one send; read the answer through ``reader``.
+    def _once(self, conn: http.client.HTTPConnection, reader: DeadlineReader, method: str, path: str,
+              body: list | None, headers: dict[str, str]) -> tuple[Answer, int, bool]:
+        """Send the request line, headers and body buffers in one syscall; read the answer via ``reader``.
 
-        http.client's request() would validate and write headers and body separately; written here
-        it is one syscall and an exact byte count. Connecting and reading the body (Content-Length or
-        chunked) stay with http.client.
+        http.client's request() would validate and write headers and body separately (and copy the
+        body); written here it is one send of the buffers as they are and an exact byte count.
+        Connecting and reading the body (Content-Length or chunked) stay with http.client.
         """
         sock = reader.sock = conn.sock
-        remaining = reader.deadline - time.monotonic()
-        if remaining <= 0:
-            raise TimeoutError("timed out")
-        lines = [f"{method} {self._prefix}{path} HTTP/1.1", f"Host: {self._host_header}"]
-        lines += [f"{key}: {value}" for key, value in headers.items()]
-        if body is not None:
-            lines.append(f"Content-Length: {len(body)}")
-        data = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-        if body:
-            data += body
-        sock.settimeout(remaining)
-        sock.sendall(data)
-        response = _LeanResponse(_SocketShim(reader), method=method)  # type: ignore[arg-type]
+        fields = "".join([f"{key}: {value}\r\n" for key, value in headers.items()])
+        length = sum(len(part) for part in body) if body is not None else None
+        head = (f"{method} {self._prefix}{path} HTTP/1.1\r\nHost: {self._host_header}\r\n{fields}"
+                + ("" if length is None else f"Content-Length: {length}\r\n") + "\r\n").encode("latin-1")
+        sent = send_parts(sock, [head, *body] if body else [head], reader.deadline)
+        response = self.response_class(SocketShim(reader), method=method)  # type: ignore[arg-type]
         response.begin()
         payload = response.read()
-        answer = _Answer(response.status, response.headers, payload)  # type: ignore[arg-type]
-        return answer, len(data), not response.will_close
+        return Answer(response.status, response.headers, payload), sent, not response.will_close
 
     def _failure(self, method: str, path: str, exc: BaseException, timeout_s: float) -> TransportError:
         where = f"{self.url}{path}"

@@ -21,7 +21,7 @@ from urllib.parse import unquote
 
 from edgeoffload import __version__
 from edgeoffload.backends.oip_wire import HEADER_LENGTH, JSON_CONTENT_TYPE, decode_infer_request, encode_infer_response
-from edgeoffload.backends.remote import HeaderError, read_http_headers
+from edgeoffload.backends.http11 import HeaderError, read_http_headers
 from edgeoffload.errors import RequestError
 from edgeoffload_host.serve.repository import MODEL_VERSION, ModelRepository, ServedModel
 
@@ -146,11 +146,21 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         return True
 
+    def do_POST(self) -> None:  # noqa: N802 - the base class's naming
+        self._dispatch("POST")
+
+    def do_GET(self) -> None:  # noqa: N802
+        self._dispatch("GET")
+
     def __getattr__(self, name: str):
-        # Every method reaches the router, so an odd method is a 405 / 404 and never a 501.
+        # Every other method reaches the router too, so an odd method is a 405 / 404 and never a 501.
         if name.startswith("do_"):
             return lambda: self._dispatch(name[3:])
         raise AttributeError(name)
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        if logger.isEnabledFor(logging.DEBUG):  # the base class formats its arguments first
+            super().log_request(code, size)
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
         logger.debug("%s " + format, self.address_string(), *args)
@@ -265,14 +275,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _reply(self, status: int, body: bytes, headers: dict[str, str]) -> None:
         """Status line, headers and body in a single write."""
-        lines = [f"HTTP/1.1 {status} {_phrase(status)}", f"Server: {self.server_version}",
-                 f"Content-Length: {len(body)}"]
-        lines += [f"{k}: {v}" for k, v in headers.items()]
+        fields = "".join([f"{k}: {v}\r\n" for k, v in headers.items()])
         if self.close_connection:
-            lines.append("Connection: close")
+            fields += "Connection: close\r\n"
         elif self.request_version == "HTTP/1.0":
-            lines.append("Connection: keep-alive")
-        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+            fields += "Connection: keep-alive\r\n"
+        head = (f"HTTP/1.1 {status} {_phrase(status)}\r\nServer: {self.server_version}\r\n"
+                f"Content-Length: {len(body)}\r\n{fields}\r\n").encode("latin-1")
         try:
             self.wfile.write(head + body)
         except OSError as exc:
@@ -281,11 +290,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.log_request(status, len(body))
 
 
+_PHRASES = {status.value: status.phrase for status in HTTPStatus}
+
+
 def _phrase(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return "Unknown"
+    return _PHRASES.get(status, "Unknown")
 
 
 @dataclass
