@@ -12,15 +12,18 @@ import sys
 from edgeoffload.cli import command_parser, run_command
 from edgeoffload_host import __version__
 from edgeoffload_host.demo import DemoCommand
+from edgeoffload_host.evaluate import EvaluateCommand
+from edgeoffload_host.export import ExportTritonCommand
 from edgeoffload_host.models.command import BuildCommand
+from edgeoffload_host.report import ReportCommand
 from edgeoffload_host.serve.command import ServeCommand
 
 PROG = "edgeoffload-host"
-COMMANDS = (BuildCommand, ServeCommand, DemoCommand)
+COMMANDS = (BuildCommand, EvaluateCommand, ReportCommand, ExportTritonCommand, ServeCommand, DemoCommand)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = command_parser(PROG, "edgeoffload host tools: build models, serve them for offloading, run the demo.",
+    parser = command_parser(PROG, "edgeoffload host tools: build, evaluate and report models, export them for Triton, serve them for offloading, run the demo.",
                             __version__, COMMANDS)
     return run_command(PROG, parser, argv)
 

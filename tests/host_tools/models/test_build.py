@@ -32,18 +32,29 @@ def _run_command(argv: list[str]) -> int:
     return command.run(parser.parse_args(argv))
 
 
+_SIZES = r"\((?P<mb>\d+\.\d) MB, gzip (?P<gz>\d+\.\d) MB, \d+\.\d s, acc 0\.\d\d"
+_VERSUS = r" vs float 0\.\d\d\)"
+
+
 @pytest.mark.slow
 def test_build_prints_one_line_per_step_and_the_next_command(built):
     out, lines = built
     assert re.fullmatch(r"loaded scikit-learn digits: 1438 train / 359 held-out, 32 px \(\d+\.\d s\)", lines[0])
     assert re.fullmatch(r"trained Mobilenet 32 \(\d+\.\d s, float acc 0\.\d\d\)", lines[1])
-    assert re.fullmatch(rf"saved Mobilenet 32 -> {out}/mobilenet_32.keras \(\d+\.\d MB, \d+\.\d s, acc 0\.\d\d\)",
-                        lines[2])
-    assert re.fullmatch(rf"built Mobilenet 32 -> {out}/mobilenet_32.tflite \(1\d\.\d MB, \d+\.\d s, "
-                        r"acc 0\.\d\d vs float 0\.\d\d\)", lines[3])
-    assert re.fullmatch(rf"built Mobilenet Q 32 -> {out}/mobilenet_q_32.tflite \(3\.\d MB, \d+\.\d s, "
-                        r"acc 0\.\d\d vs float 0\.\d\d\)", lines[4])
-    assert lines[5:] == [f"next: edgeoffload-host serve --models {out}/"]
+    assert re.fullmatch(rf"saved Mobilenet 32 -> {out}/mobilenet_32.keras {_SIZES}\)", lines[2])
+    assert re.fullmatch(rf"built Mobilenet 32 -> {out}/mobilenet_32.tflite {_SIZES}{_VERSUS}", lines[3])
+    assert re.fullmatch(rf"built Mobilenet Q 32 -> {out}/mobilenet_q_32.tflite {_SIZES}{_VERSUS}", lines[4])
+    assert re.fullmatch(r"pruned Mobilenet P 32 \(\d+\.\d s, 50\.0% zeros in the pruned kernels, "
+                        rf"keras acc 0\.\d\d{_VERSUS}", lines[5])
+    assert re.fullmatch(rf"built Mobilenet PQ 32 -> {out}/mobilenet_pq_32.tflite {_SIZES}{_VERSUS}", lines[6])
+    assert re.fullmatch(r"clustered Mobilenet PW 32 \(\d+\.\d s, 50\.0% zeros in the pruned kernels, at most "
+                        rf"1\d values per output channel, keras acc 0\.\d\d{_VERSUS}", lines[7])
+    assert re.fullmatch(rf"built Mobilenet PWQ 32 -> {out}/mobilenet_pwq_32.tflite {_SIZES}{_VERSUS}", lines[8])
+    assert lines[9:] == [f"next: edgeoffload-host serve --models {out}/"]
+    sizes = {line.split(" -> ")[1].split(" (")[0]: re.search(_SIZES, line) for line in lines if " -> " in line}
+    gzip_mb = {Path(path).name: float(m["gz"]) for path, m in sizes.items()}
+    # pruning and clustering shrink only the gzip size: zeros and repeated values compress
+    assert gzip_mb["mobilenet_pwq_32.tflite"] < gzip_mb["mobilenet_pq_32.tflite"] < gzip_mb["mobilenet_q_32.tflite"]
 
 
 @pytest.mark.slow
@@ -53,13 +64,15 @@ def test_built_models_verify_and_match_their_manifests(built):
     q_model = load_model_file(out / "mobilenet_q_32.tflite")
     keras_manifest = Manifest.read(manifest_path_for(out / "mobilenet_32.keras"))
     assert keras_manifest.sha256 == sha256_file(out / "mobilenet_32.keras") and keras_manifest.format == "keras"
-    for manifest in (float_model.manifest, q_model.manifest, keras_manifest):
+    compressed = [load_model_file(out / f"mobilenet_{v}_32.tflite").manifest for v in ("pq", "pwq")]
+    for manifest in (float_model.manifest, q_model.manifest, keras_manifest, *compressed):
         assert manifest.parameters == MOBILENET_32_PARAMETERS
         assert manifest.seed == 0 and manifest.source["dataset"]["name"] == "scikit-learn digits"
         assert manifest.evaluation.n == 359 and manifest.evaluation.split == "held-out"
         assert manifest.versions["tensorflow"] and manifest.versions["tf-keras"]
     assert (float_model.name, q_model.name) == ("Mobilenet 32", "Mobilenet Q 32")
     assert [m.step for m in q_model.manifest.method] == ["fine_tune", "recalibrate_batchnorm", "quantize"]
+    assert [m.name for m in compressed] == ["Mobilenet PQ 32", "Mobilenet PWQ 32"]
     assert [m.step for m in float_model.manifest.method] == ["fine_tune", "recalibrate_batchnorm", "convert"]
     assert q_model.manifest.size_bytes < float_model.manifest.size_bytes / 3
 
@@ -120,11 +133,22 @@ def test_existing_artifacts_are_never_overwritten(built, capsys):
     (["--weights", "/no/such/weights.h5"],
      "--weights: cannot read '/no/such/weights.h5': No such file or directory "
      "(use none, imagenet or a readable weights file)"),
-    (["--variants", "float,pq"], "--variants: unknown variant 'pq' (choose from float, q)"),
+    (["--variants", "float,wq"], "--variants: unknown variant 'wq' (choose from float, pq, pwq, q)"),
     (["--io-type", "int16"], "--io-type: 'int16' is not one of uint8, int8"),
-    (["--dataset", "/no/such/folder"], "--dataset: '/no/such/folder' is neither 'digits' nor a directory"),
+    (["--dataset", "/no/such/folder"],
+     "--dataset: '/no/such/folder' is not digits, cifar10, cifar100 or a directory of class folders"),
+    (["--dataset", "cifar1000"], "--dataset: 'cifar1000' is not digits, cifar10, cifar100 or a directory"),
     (["--epochs", "-1"], "--epochs: -1 is below the minimum 0"),
     (["--batch-size", "0"], "--batch-size: 0 is below the minimum 1"),
+    (["--sparsity", "1"], "--sparsity: 1 is not between 0 and 1"),
+    (["--sparsity", "half"], "--sparsity: 'half' is not a number"),
+    (["--clusters", "1"], "--clusters: 1 is below the minimum 2"),
+    (["--cluster-init", "kmeans"], "--cluster-init: 'kmeans' is not one of linear, kmeans++, density, random"),
+    (["--prune-epochs", "0"], "--prune-epochs: 0 is below the minimum 1"),
+    (["--prune-frequency", "0"], "--prune-frequency: 0 is below the minimum 1"),
+    (["--cluster-epochs", "-2"], "--cluster-epochs: -2 is below the minimum 0"),
+    (["--learning-rate", "0"], "--learning-rate: 0 is not above 0"),
+    (["--calibration-samples", "0"], "--calibration-samples: 0 is below the minimum 1"),
 ])
 def test_bad_flags_are_one_line_and_exit_2(tmp_path, capsys, argv, message):
     assert _run_command(["--out", str(tmp_path / "models"), *argv]) == 2
@@ -168,6 +192,10 @@ def test_artifact_names_follow_the_study():
     assert [p.name for p in artifact_paths(opts)] == [
         "mobilenet_32.tflite", "mobilenet_32.keras", "mobilenet_q_32.tflite",
         "vgg16_32.tflite", "vgg16_32.keras", "vgg16_q_32.tflite"]
+    opts = BuildOptions(Path("m"), inputs=(32, 75), variants=("pwq", "pq"))
+    assert [p.name for p in artifact_paths(opts)] == [
+        "mobilenet_pwq_32.tflite", "mobilenet_pq_32.tflite", "mobilenet_pwq_75.tflite", "mobilenet_pq_75.tflite"]
+    assert study_name(arch, "pwq", 32) == "Mobilenet PWQ 32"
 
 
 def test_digits_are_split_reproducibly_as_uint8_rgb():
@@ -193,12 +221,18 @@ def test_json_refusal_is_still_one_line_on_stderr(tmp_path, capsys):
 
 
 def test_step_lines_and_json_records():
-    step = Step("built", "Mobilenet Q 32", 12.34, Path("models/mobilenet_q_32.tflite"), 3_814_136, 0.4123, 0.4311)
+    step = Step("built", "Mobilenet Q 32", 12.34, Path("models/mobilenet_q_32.tflite"), 3_814_136, 0.4123, 0.4311,
+                3_561_234)
     assert format_step(step) == ("built Mobilenet Q 32 -> models/mobilenet_q_32.tflite "
-                                 "(3.8 MB, 12.3 s, acc 0.41 vs float 0.43)")
+                                 "(3.8 MB, gzip 3.6 MB, 12.3 s, acc 0.41 vs float 0.43)")
     assert json.loads(json.dumps(step_dict(step))) == {
         "action": "built", "name": "Mobilenet Q 32", "seconds": 12.34, "path": "models/mobilenet_q_32.tflite",
-        "size_bytes": 3814136, "accuracy": 0.4123, "float_accuracy": 0.4311}
+        "size_bytes": 3814136, "gzip_size_bytes": 3561234, "accuracy": 0.4123, "float_accuracy": 0.4311,
+        "sparsity": None, "max_unique": None}
+    clustered = Step("clustered", "Mobilenet PW 32", 20.04, accuracy=0.25, float_accuracy=0.3, sparsity=0.5,
+                     max_unique=16)
+    assert format_step(clustered) == ("clustered Mobilenet PW 32 (20.0 s, 50.0% zeros in the pruned kernels, "
+                                      "at most 16 values per output channel, keras acc 0.25 vs float 0.30)")
     removed = Step("removed", "mobilenet_q_32.tflite", 0.0, Path("models/mobilenet_q_32.tflite"))
     assert format_step(removed) == "removed old models/mobilenet_q_32.tflite and its manifest (--force)"
 
@@ -206,7 +240,8 @@ def test_step_lines_and_json_records():
 @pytest.mark.slow
 def test_step_lines_have_sizes_that_match_the_files(built):
     out, lines = built
-    for line in lines[2:5]:
+    assert len([line for line in lines if " -> " in line]) == 5
+    for line in (line for line in lines if " -> " in line):
         path = Path(line.split(" -> ")[1].split(" (")[0])
         size_mb = float(line.split(" (")[1].split(" MB")[0])
         assert size_mb == pytest.approx(path.stat().st_size / 1e6, abs=0.06)

@@ -1,101 +1,40 @@
-"""Build the study's models: fine-tune each architecture × input size once, then write its variants.
+"""Build the study's models: fine-tune each architecture × input size (or a user's model) once, compress it
+as the variants need, and write each variant with its manifest.
 
-Variant ``float``: ``<arch>_<px>.tflite`` (uint8 in, cast in the graph) and the same model as
-``<arch>_<px>.keras`` (tf_keras; the GPU endpoint uses it). Variant ``q``: ``<arch>_q_<px>.tflite``,
-full-integer int8 with uint8 (or int8) I/O. Every artifact gets a manifest; none is ever overwritten.
+``float``: ``<arch>_<px>.tflite`` (uint8 in, cast in the graph) and ``<arch>_<px>.keras`` (tf_keras; the GPU
+endpoint serves it). ``q``: ``<arch>_q_<px>.tflite``, full-integer int8 with uint8 (or int8) I/O. ``pq``:
+the fine-tuned model pruned (fine-tuned, stripped) then quantized. ``pwq``: the pruned model clustered
+(fine-tuned, stripped) then quantized. The pruned model is made once and shared by pq and pwq. Every
+artifact gets a manifest; none is ever overwritten.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from edgeoffload.backends.modelfile import (
-    Evaluation,
-    MethodStep,
-    manifest_path_for,
-    sha256_file,
-    write_manifest,
-    write_new_file,
-)
+from edgeoffload.backends.modelfile import MethodStep, manifest_path_for
 from edgeoffload.errors import ModelError
-from edgeoffload_host.models import export
+from edgeoffload_host.models import compress, export
+from edgeoffload_host.models.artifacts import Stage, Trained, write_float, write_int8, write_keras
 from edgeoffload_host.models.data import Dataset, load_dataset
-from edgeoffload_host.models.train import fine_tune, recalibrate_batchnorm
-from edgeoffload_host.models.zoo import (
-    HEAD_DESCRIPTION,
-    Architecture,
-    architecture,
-    build_core,
-    check_input_px,
-    count_depth,
-    file_stem,
-    import_keras,
-    study_name,
+from edgeoffload_host.models.options import VARIANTS, BuildOptions, Reporter, Step
+from edgeoffload_host.models.sources import (
+    ModelSpec,
+    architecture_source,
+    architecture_specs,
+    user_source,
+    user_spec,
 )
+from edgeoffload_host.models.train import fine_tune, recalibrate_batchnorm
+from edgeoffload_host.models.zoo import count_depth, import_keras
+
+__all__ = ["VARIANTS", "BuildOptions", "Step", "artifact_paths", "build_models"]
 
 log = logging.getLogger(__name__)
-
-VARIANTS = {"float": "", "q": "q"}  # variant → the study's letters (Q = quantization)
-
-
-@dataclass(frozen=True)
-class BuildOptions:
-    out_dir: Path
-    models: tuple[str, ...] = ("mobilenet",)
-    inputs: tuple[int, ...] = (32,)
-    variants: tuple[str, ...] = ("float", "q")
-    io_type: str = "uint8"
-    weights: str = "none"
-    dataset: str = "digits"
-    classes: int = 100
-    epochs: int = 1
-    batch_size: int = 32
-    steps_per_epoch: int | None = None
-    learning_rate: float = 1e-3
-    calibration_samples: int = 100
-    seed: int = 0
-    force: bool = False
-
-    def check(self) -> None:
-        """ModelError for any option that cannot work (nothing is read or built yet)."""
-        for key in self.models:
-            arch = architecture(key)
-            for px in self.inputs:
-                check_input_px(arch, px)
-        unknown = [v for v in self.variants if v not in VARIANTS]
-        if unknown or not self.variants:
-            raise ModelError(f"unknown variant {unknown[0] if unknown else ''!r} "
-                             f"(choose from {', '.join(VARIANTS)})")
-        if self.io_type not in export.IO_TYPES:
-            raise ModelError(f"io type {self.io_type!r} is not one of {', '.join(export.IO_TYPES)}")
-        if self.weights not in ("none", "imagenet") and not Path(self.weights).is_file():
-            raise ModelError(f"weights file {self.weights} not found or not a file")
-        for name, value, low in (("classes", self.classes, 1), ("epochs", self.epochs, 0),
-                                 ("batch size", self.batch_size, 1), ("steps per epoch", self.steps_per_epoch, 1),
-                                 ("calibration samples", self.calibration_samples, 1)):
-            if value is not None and value < low:
-                raise ModelError(f"{name} must be at least {low}, got {value}")
-
-
-@dataclass(frozen=True)
-class Step:
-    """One finished step, for the command's progress lines and --json."""
-
-    action: str  # loaded, removed, trained, built, saved
-    name: str
-    seconds: float
-    path: Path | None = None
-    size_bytes: int | None = None
-    accuracy: float | None = None
-    float_accuracy: float | None = None
-
-
-Reporter = Callable[[Step], None]
 
 
 def build_models(out_dir: str | Path, models: Sequence[str] = ("mobilenet",), inputs: Sequence[int] = (32,),
@@ -103,40 +42,55 @@ def build_models(out_dir: str | Path, models: Sequence[str] = ("mobilenet",), in
                  epochs: int = 1, seed: int = 0, *, on_step: Reporter | None = None, **options: Any) -> list[Path]:
     """Build every model × input × variant into out_dir; returns the artifact paths written.
 
-    Further keyword options are BuildOptions fields (classes, io_type, batch_size, steps_per_epoch,
-    learning_rate, calibration_samples, force).
+    Further keyword options are BuildOptions fields (model_file, classes, io_type, batch_size,
+    steps_per_epoch, learning_rate, calibration_samples, sparsity, prune_frequency, prune_epochs, clusters,
+    cluster_init, cluster_epochs, progress, force).
     """
+    if options.get("model_file") is not None:
+        options["model_file"] = Path(options["model_file"])
     opts = BuildOptions(Path(out_dir), tuple(models), tuple(int(i) for i in inputs), tuple(variants),
                         weights=weights, dataset=dataset, epochs=epochs, seed=seed, **options)
     opts.check()
     report = on_step or (lambda step: None)
+    specs = _specs(opts, report)
     opts.out_dir.mkdir(parents=True, exist_ok=True)
-    _clear_targets(opts, report)
+    _clear_targets(opts, report, specs)
     written: list[Path] = []
-    for px in opts.inputs:
-        data = _load(opts, px, report)
-        for key in opts.models:
-            written += _build_arch(architecture(key), px, data, opts, report)
+    data: Dataset | None = None
+    for spec in specs:
+        if data is None or data.x_train.shape[1] != spec.input_px:
+            data = _load(opts, spec.input_px, report)
+        written += _build_spec(spec, data, opts, report)
     return written
 
 
-def artifact_paths(opts: BuildOptions) -> list[Path]:
+def _specs(opts: BuildOptions, report: Reporter) -> list[ModelSpec]:
+    if opts.model_file is None:
+        return architecture_specs(opts.models, opts.inputs, opts.classes)
+    start = time.perf_counter()
+    spec = user_spec(opts.model_file)
+    report(Step("loaded", f"model file {opts.model_file}: {spec.input_px} px, {spec.classes} classes",
+                time.perf_counter() - start))
+    return [spec]
+
+
+def artifact_paths(opts: BuildOptions, specs: Sequence[ModelSpec] | None = None) -> list[Path]:
     """Every file the options would write (without manifests)."""
+    if specs is None:
+        specs = architecture_specs(opts.models, opts.inputs, opts.classes)
     paths = []
-    for key in opts.models:
-        arch = architecture(key)
-        for px in opts.inputs:
-            for variant in opts.variants:
-                stem = opts.out_dir / file_stem(arch, VARIANTS[variant], px)
-                paths.append(stem.with_suffix(".tflite"))
-                if variant == "float":
-                    paths.append(stem.with_suffix(".keras"))
+    for spec in specs:
+        for variant in opts.variants:
+            stem = opts.out_dir / spec.file_stem(VARIANTS[variant])
+            paths.append(stem.with_suffix(".tflite"))
+            if variant == "float":
+                paths.append(stem.with_suffix(".keras"))
     return paths
 
 
-def _clear_targets(opts: BuildOptions, report: Reporter) -> None:
+def _clear_targets(opts: BuildOptions, report: Reporter, specs: Sequence[ModelSpec] | None = None) -> None:
     """Refuse to overwrite anything; with force, remove the old artifact and manifest first and say so."""
-    for path in artifact_paths(opts):
+    for path in artifact_paths(opts, specs):
         old = [p for p in (path, manifest_path_for(path)) if p.exists()]
         if not old:
             continue
@@ -152,128 +106,114 @@ def _load(opts: BuildOptions, px: int, report: Reporter) -> Dataset:
     start = time.perf_counter()
     import_keras()  # selects legacy Keras before a folder dataset imports TensorFlow
     data = load_dataset(opts.dataset, px, seed=opts.seed)
-    if len(data.labels) > opts.classes:
-        raise ModelError(f"dataset {data.name} has {len(data.labels)} classes, more than --classes {opts.classes}")
     report(Step("loaded", f"{data.name}: {len(data.y_train)} train / {len(data.y_test)} held-out, {px} px",
                 time.perf_counter() - start))
     return data
 
 
-@dataclass(frozen=True)
-class _Trained:
-    """A fine-tuned core and everything its artifacts' manifests share."""
-
-    arch: Architecture
-    px: int
-    core: Any
-    parameters: int
-    depth: int
-    float_accuracy: float
-    source: dict[str, Any]
-    fine_tune: tuple[MethodStep, ...]
-
-
-def _build_arch(arch: Architecture, px: int, data: Dataset, opts: BuildOptions, report: Reporter) -> list[Path]:
-    trained = _train(arch, px, data, opts, report)
+def _build_spec(spec: ModelSpec, data: Dataset, opts: BuildOptions, report: Reporter) -> list[Path]:
+    if len(data.labels) > spec.classes:
+        raise ModelError(f"dataset {data.name} has {len(data.labels)} classes, more than the "
+                         f"{spec.classes} outputs of {spec.study_name('')}")
+    trained = _train(spec, data, opts, report)
+    stages = {"": Stage("", trained.core)}
     written: list[Path] = []
     for variant in opts.variants:
         if variant == "float":
-            written.append(_write_keras(trained, data, opts, report))
-            written.append(_write_float(trained, data, opts, report))
+            written.append(write_keras(trained, data, opts, report))
+            written.append(write_float(trained, data, opts, report))
         else:
-            written.append(_write_int8(trained, data, opts, report))
+            stage = _stage(VARIANTS[variant][:-1], stages, trained, data, opts, report)
+            written.append(write_int8(trained, stage, data, opts, report))
     return written
 
 
-def _train(arch: Architecture, px: int, data: Dataset, opts: BuildOptions, report: Reporter) -> _Trained:
+def _train(spec: ModelSpec, data: Dataset, opts: BuildOptions, report: Reporter) -> Trained:
     start = time.perf_counter()
     _, keras = import_keras()
     keras.utils.set_random_seed(opts.seed)
-    core = build_core(arch, px, opts.classes, opts.weights)
+    core = spec.core(opts.weights)
     method: list[MethodStep] = []
-    if opts.epochs > 0:
-        fine_tune(core, data.x_train, data.y_train, epochs=opts.epochs, batch_size=opts.batch_size,
-                  steps_per_epoch=opts.steps_per_epoch, learning_rate=opts.learning_rate)
-        method.append(MethodStep("fine_tune", {
-            "epochs": opts.epochs, "batch_size": opts.batch_size, "steps_per_epoch": opts.steps_per_epoch,
-            "optimizer": "adam", "learning_rate": opts.learning_rate,
-            "loss": "sparse_categorical_crossentropy", "split": "train"}))
-        used = recalibrate_batchnorm(core, data.x_train)
-        if used:
-            method.append(MethodStep("recalibrate_batchnorm", {"samples": used, "split": "train"}))
+    settings = opts.fine_tune(opts.epochs, spec.from_logits)
+    if fine_tune(core, data.x_train, data.y_train, settings, label=f"fine-tune {spec.study_name('')}"):
+        method.append(MethodStep("fine_tune", settings.params(len(data.y_train))))
+        method += _recalibrate(core, data)
     float_accuracy = export.evaluate_keras(core, data.x_test, data.y_test)
-    trained = _Trained(arch, px, core, int(core.count_params()), count_depth(core), float_accuracy,
-                       _source(arch, px, data, opts), tuple(method))
-    report(Step("trained", study_name(arch, "", px), time.perf_counter() - start,
+    source = architecture_source(spec, opts.weights) if spec.arch else user_source(spec, opts.weights)
+    trained = Trained(spec, core, int(core.count_params()), count_depth(core), float_accuracy,
+                      {**source, "dataset": data.describe()}, tuple(method))
+    report(Step("trained", spec.study_name(""), time.perf_counter() - start,
                 accuracy=float_accuracy, float_accuracy=float_accuracy))
     return trained
 
 
-def _source(arch: Architecture, px: int, data: Dataset, opts: BuildOptions) -> dict[str, Any]:
-    weights: dict[str, Any] = {"name": opts.weights}
-    if opts.weights not in ("none", "imagenet"):
-        weights = {"name": str(Path(opts.weights).resolve()), "sha256": sha256_file(opts.weights)}
-    return {"architecture": arch.key, "application": f"keras.applications.{arch.application}",
-            "input_px": px, "classes": opts.classes, "head": HEAD_DESCRIPTION, "weights": weights,
-            "preprocessing": {"layer": "Rescaling", "scale": arch.scale, "offset": list(arch.offset),
-                              "channels": "RGB"},
-            "dataset": data.describe()}
+def _recalibrate(model: Any, data: Dataset) -> list[MethodStep]:
+    used = recalibrate_batchnorm(model, data.x_train)
+    return [MethodStep("recalibrate_batchnorm", {"samples": used, "split": "train"})] if used else []
 
 
-def _finish(trained: _Trained, path: Path, *, variant: str, fmt: str, method: list[MethodStep],
-            tensors: Any, accuracy: float, data: Dataset, opts: BuildOptions, start: float,
-            report: Reporter) -> Path:
-    name = study_name(trained.arch, VARIANTS[variant], trained.px)
-    manifest = export.make_manifest(
-        path, name=name, fmt=fmt, parameters=trained.parameters, depth=trained.depth,
-        source={**trained.source, "variant": variant}, method=[*trained.fine_tune, *method], seed=opts.seed,
-        tensors=tensors,
-        evaluation=Evaluation(accuracy, trained.float_accuracy, "held-out", int(len(data.y_test))))
-    write_manifest(path, manifest)
-    report(Step("saved" if fmt == "keras" else "built", name, time.perf_counter() - start, path,
-                manifest.size_bytes, accuracy, trained.float_accuracy))
-    return path
+def _stage(letters: str, stages: dict[str, Stage], trained: Trained, data: Dataset, opts: BuildOptions,
+           report: Reporter) -> Stage:
+    """The Keras model with the study's letters so far ("", "p", "pw"), made once and kept in stages."""
+    if letters not in stages:
+        if letters == "p":
+            stages[letters] = _pruned(stages[""], trained, data, opts, report)
+        elif letters == "pw":
+            stages[letters] = _clustered(_stage("p", stages, trained, data, opts, report), trained, data,
+                                         opts, report)
+        else:
+            raise ModelError(f"no way to make the {letters!r} stage")  # VARIANTS and this must agree
+    return stages[letters]
 
 
-def _write_keras(trained: _Trained, data: Dataset, opts: BuildOptions, report: Reporter) -> Path:
+def _pruned(base: Stage, trained: Trained, data: Dataset, opts: BuildOptions, report: Reporter) -> Stage:
     start = time.perf_counter()
-    path = opts.out_dir / f"{file_stem(trained.arch, '', trained.px)}.keras"
-    wrapped = export.wrap_uint8(export.without_optimizer(trained.core))
-    export.save_keras(wrapped, path)
-    method = [MethodStep("save", {"format": "keras", "library": "tf_keras",
-                                  "input": "uint8, cast to float32 in the model"})]
-    return _finish(trained, path, variant="float", fmt="keras", method=method,
-                   tensors=export.keras_tensors(wrapped), accuracy=trained.float_accuracy, data=data,
-                   opts=opts, start=start, report=report)
+    name = trained.spec.study_name("p")
+    settings = opts.fine_tune(opts.prune_epochs, trained.spec.from_logits)
+    done = compress.prune(base.model, data.x_train, data.y_train, settings, sparsity=opts.sparsity,
+                          frequency=opts.prune_frequency, label=f"prune {name}")
+    recalibration = _recalibrate(done.model, data)
+    sparsity = compress.sparsity_summary(done.model, done.layers)
+    compress.check_sparsity(sparsity, opts.sparsity, name)
+    accuracy = export.evaluate_keras(done.model, data.x_test, data.y_test)
+    method = (*base.method,
+              MethodStep("prune", {"api": "tfmot.sparsity.keras.prune_low_magnitude",
+                                   "schedule": "ConstantSparsity", "target_sparsity": opts.sparsity,
+                                   "begin_step": compress.PRUNE_BEGIN_STEP, "frequency": opts.prune_frequency,
+                                   "layers": list(done.layers), "which": compress.LAYERS_NOTE}),
+              MethodStep("fine_tune", {**settings.params(len(data.y_train)), "steps": done.steps,
+                                       "callbacks": ["UpdatePruningStep"]}),
+              MethodStep("strip_pruning", {"api": "tfmot.sparsity.keras.strip_pruning"}),
+              *recalibration,
+              MethodStep("measure", {"sparsity": sparsity, "keras_accuracy": accuracy, "split": "held-out"}))
+    report(Step("pruned", name, time.perf_counter() - start, accuracy=accuracy,
+                float_accuracy=trained.float_accuracy, sparsity=sparsity["zeros"]))
+    return Stage("p", done.model, method, sparsity=sparsity["zeros"])
 
 
-def _write_float(trained: _Trained, data: Dataset, opts: BuildOptions, report: Reporter) -> Path:
+def _clustered(pruned: Stage, trained: Trained, data: Dataset, opts: BuildOptions, report: Reporter) -> Stage:
     start = time.perf_counter()
-    name = study_name(trained.arch, "", trained.px)
-    content = export.convert_float(export.wrap_uint8(trained.core))
-    accuracy = export.evaluate_tflite(content, name, data.x_test, data.y_test)
-    path = write_new_file(opts.out_dir / f"{file_stem(trained.arch, '', trained.px)}.tflite", content)
-    method = [MethodStep("convert", {"converter": "tf.lite.TFLiteConverter.from_keras_model",
-                                     "input": "uint8, cast to float32 in the graph"})]
-    return _finish(trained, path, variant="float", fmt="tflite", method=method,
-                   tensors=export.tflite_tensors(content, name), accuracy=accuracy, data=data, opts=opts,
-                   start=start, report=report)
-
-
-def _write_int8(trained: _Trained, data: Dataset, opts: BuildOptions, report: Reporter) -> Path:
-    start = time.perf_counter()
-    name = study_name(trained.arch, "q", trained.px)
-    calibration = export.representative_images(data.x_train, opts.calibration_samples)
-    content = export.convert_int8(trained.core, calibration, opts.io_type)
-    tensors = export.tflite_tensors(content, name)
-    if opts.io_type == "uint8" and tensors.inputs[0].quantization != {"scale": 1.0, "zero_point": 0}:
-        log.warning("%s: input quantization %s is not scale 1, zero point 0: requests are requantized",
-                    name, tensors.inputs[0].quantization)
-    accuracy = export.evaluate_tflite(content, name, data.x_test, data.y_test)
-    path = write_new_file(opts.out_dir / f"{file_stem(trained.arch, 'q', trained.px)}.tflite", content)
-    method = [MethodStep("quantize", {"mode": "full_integer_int8_post_training",
-                                      "converter": "tf.lite.TFLiteConverter.from_keras_model",
-                                      "representative_samples": int(len(calibration)),
-                                      "representative_split": "train", "io_type": opts.io_type})]
-    return _finish(trained, path, variant="q", fmt="tflite", method=method, tensors=tensors,
-                   accuracy=accuracy, data=data, opts=opts, start=start, report=report)
+    name = trained.spec.study_name("pw")
+    settings = opts.fine_tune(opts.cluster_epochs, trained.spec.from_logits)
+    done = compress.cluster(pruned.model, data.x_train, data.y_train, settings, clusters=opts.clusters,
+                            init=opts.cluster_init, label=f"cluster {name}")
+    recalibration = _recalibrate(done.model, data)
+    sparsity = compress.sparsity_summary(done.model, done.layers)
+    compress.check_sparsity(sparsity, opts.sparsity, name)
+    uniques = compress.unique_summary(done.model, done.layers)
+    compress.check_clusters(uniques, opts.clusters, name)
+    accuracy = export.evaluate_keras(done.model, data.x_test, data.y_test)
+    method = (*pruned.method,
+              MethodStep("cluster", {"api": "tfmot.clustering.keras.cluster_weights",
+                                     "number_of_clusters": opts.clusters,
+                                     "centroid_initialization": compress.CLUSTER_INITS[opts.cluster_init],
+                                     "preserve_sparsity": True, "layers": list(done.layers),
+                                     "which": compress.LAYERS_NOTE}),
+              MethodStep("fine_tune", {**settings.params(len(data.y_train)), "steps": done.steps}),
+              MethodStep("strip_clustering", {"api": "tfmot.clustering.keras.strip_clustering"}),
+              *recalibration,
+              MethodStep("measure", {"sparsity": sparsity, "unique_values_per_output_channel": uniques,
+                                     "keras_accuracy": accuracy, "split": "held-out"}))
+    report(Step("clustered", name, time.perf_counter() - start, accuracy=accuracy,
+                float_accuracy=trained.float_accuracy, sparsity=sparsity["zeros"], max_unique=uniques["max"]))
+    return Stage("pw", done.model, method, sparsity=sparsity["zeros"], max_unique=uniques["max"])

@@ -3,6 +3,8 @@
 ``digits``: scikit-learn's bundled handwritten digits (1797 8×8 grey images, 10 classes; no download).
 A directory: one sub-folder per class holding PNG/JPEG files (decoded with TensorFlow, imported lazily).
 Both are split once, seeded, into a train and a held-out part; the dataset hash covers the prepared arrays.
+``cifar10`` / ``cifar100`` (fine labels): through ``keras.datasets``, which downloads them once (needs
+internet) into ~/.keras/datasets; their own train/test split is kept (test = held-out).
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -19,6 +23,8 @@ from edgeoffload.errors import ModelError
 log = logging.getLogger(__name__)
 
 DIGITS = "digits"
+CIFAR = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
+CIFAR10_LABELS = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
@@ -35,17 +41,21 @@ class Dataset:
     seed: int
     test_fraction: float
     sha256: str
+    split_method: str = "seeded random"
 
     def describe(self) -> dict[str, object]:
         """What goes into a manifest's ``source.dataset``."""
         return {"name": self.name, "sha256": self.sha256, "classes": len(self.labels),
                 "n_train": int(len(self.y_train)), "n_test": int(len(self.y_test)),
                 "image_px": int(self.x_train.shape[1]), "split_seed": self.seed,
-                "test_fraction": self.test_fraction}
+                "test_fraction": self.test_fraction, "split_method": self.split_method}
 
 
 def load_dataset(spec: str, input_px: int, *, seed: int = 0, test_fraction: float = 0.2) -> Dataset:
-    """``digits`` or a directory of class folders, resized to input_px, split with ``seed``."""
+    """``digits``, ``cifar10``, ``cifar100`` or a directory of class folders, resized to input_px, split
+    with ``seed`` (CIFAR: its own split)."""
+    if spec in CIFAR:
+        return load_cifar(spec, input_px)
     if spec == DIGITS:
         images, labels, names = _load_digits()
         name = "scikit-learn digits"
@@ -70,6 +80,31 @@ def split(name: str, label_names: tuple[str, ...], images: np.ndarray, labels: n
         digest.update(np.ascontiguousarray(part).tobytes())
     return Dataset(name, label_names, images[train], labels[train], images[test], labels[test],
                    seed, test_fraction, digest.hexdigest())
+
+
+def load_cifar(spec: str, input_px: int, load_data: Callable[[], Any] | None = None) -> Dataset:
+    """CIFAR-10/100 with its official train/test split; ``load_data`` defaults to keras.datasets'."""
+    title = CIFAR[spec]
+    if load_data is None:
+        from edgeoffload_host.models.zoo import import_keras
+
+        module = getattr(import_keras()[1].datasets, spec)
+        load_data = (lambda: module.load_data(label_mode="fine")) if spec == "cifar100" else module.load_data
+    try:
+        (x_train, y_train), (x_test, y_test) = load_data()
+    except Exception as e:  # keras.utils.get_file raises a plain Exception for fetch failures
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ModelError(f"dataset {spec}: cannot get {title} through keras.datasets ({first}); it is "
+                         "downloaded once and needs internet: use --dataset digits or a folder") from e
+    labels = CIFAR10_LABELS if spec == "cifar10" else tuple(str(i) for i in range(100))
+    x_train, x_test = resize_bilinear(x_train, input_px), resize_bilinear(x_test, input_px)
+    y_train, y_test = (np.asarray(y).reshape(-1).astype(np.int64) for y in (y_train, y_test))
+    digest = hashlib.sha256()
+    for part in (x_train, y_train, x_test, y_test):
+        digest.update(np.ascontiguousarray(part).tobytes())
+    fraction = round(len(y_test) / (len(y_test) + len(y_train)), 6)
+    return Dataset(title, labels, x_train, y_train, x_test, y_test, 0,
+                   fraction, digest.hexdigest(), split_method="official train/test")
 
 
 def _load_digits() -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:

@@ -11,6 +11,7 @@ import os
 import platform
 import tempfile
 import warnings
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,7 +28,7 @@ from edgeoffload.backends.modelfile import (
     publish_new_file,
     sha256_file,
 )
-from edgeoffload.backends.tflite import TfliteSession
+from edgeoffload.backends.tflite import TfliteSession, import_interpreter_module
 from edgeoffload.errors import ModelError
 from edgeoffload_host.models.zoo import import_keras
 
@@ -35,8 +36,8 @@ log = logging.getLogger(__name__)
 
 IO_TYPES = ("uint8", "int8")
 EVAL_THREADS = os.cpu_count() or 1
-_VERSIONED = ("tensorflow", "tf-keras", "numpy", "ai-edge-litert", "scikit-learn", "edgeoffload",
-              "edgeoffload-host")
+_VERSIONED = ("tensorflow", "tf-keras", "tensorflow-model-optimization", "numpy", "ai-edge-litert",
+              "scikit-learn", "edgeoffload", "edgeoffload-host")
 
 
 def wrap_uint8(core: Any) -> Any:
@@ -99,6 +100,13 @@ def evaluate_keras(core: Any, images: np.ndarray, labels: np.ndarray, batch_size
 def tflite_tensors(content: bytes, name: str) -> Tensors:
     session = TfliteSession(content, threads=1, name=name)
     return Tensors((_tensor_info(session.input_spec),), (_tensor_info(session.output_spec),))
+
+
+def tflite_tensor_types(content: bytes) -> dict[str, int]:
+    """How many tensors of each type the .tflite holds (weights, activations, inputs and outputs)."""
+    interpreter = import_interpreter_module().Interpreter(model_content=content)
+    counts = Counter(np.dtype(t["dtype"]).name for t in interpreter.get_tensor_details())
+    return dict(sorted(counts.items()))
 
 
 def keras_tensors(wrapped: Any) -> Tensors:
