@@ -67,7 +67,7 @@ class BuildCommand:
         squeeze.add_argument("--sparsity", default="0.5", help="ConstantSparsity target of pq/pwq (default: 0.5)")
         squeeze.add_argument("--prune-frequency", default="100", metavar="STEPS",
                              help="recompute the pruning masks every STEPS steps (default: 100)")
-        squeeze.add_argument("--prune-epochs", default="2", help="fine-tuning epochs while pruning (default: 2)")
+        squeeze.add_argument("--prune-epochs", default="4", help="fine-tuning epochs while pruning (default: 4)")
         squeeze.add_argument("--clusters", default="16", help="weight clusters per layer of pwq (default: 16)")
         squeeze.add_argument("--cluster-init", default="linear", metavar="|".join(CLUSTER_INITS),
                              help="centroid initialization (default: linear)")
