@@ -153,16 +153,21 @@ def _model_file(args: argparse.Namespace) -> Path:
     if args.weights in ("imagenet", "none"):
         raise UsageError(f"--weights: {args.weights!r} applies to --models; with --model-file the model keeps "
                          "its own weights, or give a weights file PATH to load")
-    path = Path(args.model_file)
+    return _readable("--model-file", args.model_file, "give a .keras or .h5 file or a SavedModel folder",
+                     allow_dir=True)
+
+
+def _readable(flag: str, text: str, hint: str, *, allow_dir: bool = False) -> Path:
+    """`text` as a path that can be read (a folder only where `allow_dir`), else a UsageError with `hint`."""
+    path = Path(text)
     try:
-        if path.is_dir():
+        if allow_dir and path.is_dir():
             os.listdir(path)
         else:
             with open(path, "rb") as f:
                 f.read(1)
     except OSError as e:
-        raise UsageError(f"--model-file: cannot read {args.model_file!r}: {e.strerror or e} "
-                         "(give a .keras or .h5 file or a SavedModel folder)") from None
+        raise UsageError(f"{flag}: cannot read {text!r}: {e.strerror or e} ({hint})") from None
     return path
 
 
@@ -203,12 +208,7 @@ def _flag(flag: str, check: Callable[..., None], *values: object) -> None:
 def _weights(text: str) -> str:
     if text in ("none", "imagenet"):
         return text
-    try:
-        with open(text, "rb") as f:
-            f.read(1)
-    except OSError as e:
-        raise UsageError(f"--weights: cannot read {text!r}: {e.strerror or e} "
-                         "(use none, imagenet or a readable weights file)") from None
+    _readable("--weights", text, "use none, imagenet or a readable weights file")
     return text
 
 
