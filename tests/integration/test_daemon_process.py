@@ -25,14 +25,15 @@ def daemon(tmp_path, tiny_models, mosquitto):
     """Start edgeoffloadd with the tiny models against the test broker; killed at the end if still alive."""
     procs = []
 
-    def start(*args: str, **config_extra) -> subprocess.Popen:
+    def start(*args: str, env: dict | None = None, **config_extra) -> subprocess.Popen:
         folder = model_dir(tmp_path, tiny_models)
         cfg = write_config(tmp_path, folder, endpoint_url=None, broker=(mosquitto.host, mosquitto.port),
                            **config_extra)
         cmd = [str(DAEMON), "--config", str(cfg), *args] if DAEMON.exists() else \
             [sys.executable, "-c", "import sys; from edgeoffload.cli import daemon_main; sys.exit(daemon_main())",
              "--config", str(cfg), *args]
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                env={**os.environ, **(env or {})})
         procs.append(proc)
         return proc
 
@@ -128,3 +129,28 @@ def test_daemon_exits_2_with_every_problem_of_a_bad_config(tmp_path):
     assert any(f"{cfg}:2: device_id:" in line for line in lines)
     assert any(f"{cfg}:5: mqtt.port:" in line for line in lines)
     assert any(f"{cfg}:3: models:" in line for line in lines)
+
+
+def test_systemd_notify_ready_watchdog_and_stopping(daemon, tmp_path):
+    import socket
+
+    path = tmp_path / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(path))
+        sock.settimeout(30)
+        proc = daemon(env={"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "400000"})
+
+        def next_message() -> dict:
+            return dict(line.split("=", 1) for line in sock.recv(4096).decode().splitlines())
+
+        messages = [next_message()]
+        while "READY" not in messages[-1]:
+            messages.append(next_message())
+        assert messages[-1]["STATUS"].startswith("2 models; targets cpu1")
+        assert "degraded: target npu" in messages[-1]["STATUS"]
+        assert next_message() == {"WATCHDOG": "1"}  # every 0.2 s: half of WatchdogSec
+        proc.send_signal(signal.SIGTERM)
+        while "STOPPING" not in (m := next_message()):
+            assert m == {"WATCHDOG": "1"}
+        assert m["STOPPING"] == "1"
+        assert proc.wait(timeout=20) == 0

@@ -15,6 +15,7 @@ import numpy as np
 
 from edgeoffload.api import messages
 from edgeoffload.api.mqtt import MqttReporter
+from edgeoffload.api.sdnotify import Notifier
 from edgeoffload.backends.modelfile import load_model_file
 from edgeoffload.backends.registry import create_local_backend, target_signature
 from edgeoffload.backends.remote_target import RemoteTarget
@@ -49,6 +50,7 @@ class Service:
         self._stop = threading.Event()
         self._summary_thread: threading.Thread | None = None
         self._profile_lock = threading.Lock()
+        self.notifier = Notifier()
 
     # --- start -----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -69,6 +71,9 @@ class Service:
         self.reporter.set_profile(messages.profile_message(self.profiles.values()))
         self._summary_thread = threading.Thread(target=self._summary_loop, name="summary", daemon=True)
         self._summary_thread.start()
+        self.notifier.ready(self._one_line_status())
+        if self.notifier.watchdog_interval_s:
+            threading.Thread(target=self._watchdog_loop, name="watchdog", daemon=True).start()
         log.info("edgeoffload %s ready: %d models, targets %s", self.config.device_id, len(entries),
                  ", ".join(t["name"] + ("" if t["available"] else " (unavailable)") for t in self.describe_targets()))
 
@@ -193,6 +198,7 @@ class Service:
     def publish_status(self) -> None:
         if self.executor is not None:
             self.reporter.set_status(messages.status_message(self))
+            self.notifier.status(self._one_line_status())
 
     def _warn_policy_names(self, policy) -> None:
         for warning in policy_warnings(policy, self.config):
@@ -220,6 +226,17 @@ class Service:
             self.reporter.publish_event({"event": "policy_rejected", "error": error})
         self.publish_status()
 
+    def _one_line_status(self) -> str:
+        usable = [t["name"] for t in self.describe_targets() if t["available"]]
+        degraded = self.degraded_reasons()
+        text = f"{len(self.executor.models)} models; targets {', '.join(usable) or 'none'}"
+        return text + (f"; degraded: {degraded[0]}" if degraded else "")
+
+    def _watchdog_loop(self) -> None:
+        """Ping systemd's watchdog while the service is healthy enough to answer (it stops when we hang)."""
+        while not self._stop.wait(self.notifier.watchdog_interval_s):
+            self.notifier.watchdog()
+
     def _summary_loop(self) -> None:
         while not self._stop.wait(self.config.mqtt.summary_interval_s):
             self.publish_summary()
@@ -230,6 +247,7 @@ class Service:
     # --- stop ------------------------------------------------------------------------------------
     def stop(self) -> None:
         self.state = "stopping"
+        self.notifier.stopping()
         self._stop.set()
         steps = [("summary", self.publish_summary), ("policy watcher", self.policy.stop),
                  ("mqtt", self.reporter.stop)]
