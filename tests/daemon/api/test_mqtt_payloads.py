@@ -171,3 +171,9 @@ def test_tls_with_missing_ca_file_names_the_file(tmp_path):
     reporter = MqttReporter(Settings(tls=True, ca_file=str(missing)), "dev1", "b00t")
     with pytest.raises(ConfigError, match=rf"^mqtt.ca_file: cannot load CA certificates from {re.escape(str(missing))}"):
         reporter.start()
+
+
+def test_an_empty_credential_means_no_password(tmp_path):
+    # conf/mqtt-password is installed empty: no password until an operator writes one.
+    (tmp_path / CREDENTIAL_NAME).write_text("")
+    assert resolve_password(None, environ={"CREDENTIALS_DIRECTORY": str(tmp_path)}) is None

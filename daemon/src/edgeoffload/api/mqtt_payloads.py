@@ -107,9 +107,10 @@ def resolve_password(password_file: str | os.PathLike[str] | None,
     """
     env = os.environ if environ is None else environ
     path = Path(password_file) if password_file else None
+    from_credential = False
     if path is None and env.get("CREDENTIALS_DIRECTORY"):
         candidate = Path(env["CREDENTIALS_DIRECTORY"]) / CREDENTIAL_NAME
-        path = candidate if candidate.is_file() else None
+        path, from_credential = (candidate, True) if candidate.is_file() else (None, False)
     if path is None:
         return None
     try:
@@ -118,7 +119,9 @@ def resolve_password(password_file: str | os.PathLike[str] | None,
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
         raise ConfigError(f"mqtt.password_file: cannot read {path}: {reason}; "
                           "create it (readable by the daemon only) or remove the key") from exc
-    return text.removesuffix("\n").removesuffix("\r")
+    secret = text.removesuffix("\n").removesuffix("\r")
+    # conf/mqtt-password is installed empty: an empty credential means no password.
+    return None if from_credential and not secret else secret
 
 
 # -- the reporter ------------------------------------------------------------------------------
