@@ -75,11 +75,8 @@ def split(name: str, label_names: tuple[str, ...], images: np.ndarray, labels: n
     if n_test >= len(labels):
         raise ModelError(f"dataset {name}: {len(labels)} images are too few to split")
     test, train = order[:n_test], order[n_test:]
-    digest = hashlib.sha256()
-    for part in (images[train], labels[train], images[test], labels[test]):
-        digest.update(np.ascontiguousarray(part).tobytes())
     return Dataset(name, label_names, images[train], labels[train], images[test], labels[test],
-                   seed, test_fraction, digest.hexdigest())
+                   seed, test_fraction, _split_sha256(images[train], labels[train], images[test], labels[test]))
 
 
 def load_cifar(spec: str, input_px: int, load_data: Callable[[], Any] | None = None) -> Dataset:
@@ -99,12 +96,17 @@ def load_cifar(spec: str, input_px: int, load_data: Callable[[], Any] | None = N
     labels = CIFAR10_LABELS if spec == "cifar10" else tuple(str(i) for i in range(100))
     x_train, x_test = resize_bilinear(x_train, input_px), resize_bilinear(x_test, input_px)
     y_train, y_test = (np.asarray(y).reshape(-1).astype(np.int64) for y in (y_train, y_test))
-    digest = hashlib.sha256()
-    for part in (x_train, y_train, x_test, y_test):
-        digest.update(np.ascontiguousarray(part).tobytes())
     fraction = round(len(y_test) / (len(y_test) + len(y_train)), 6)
     return Dataset(title, labels, x_train, y_train, x_test, y_test, 0,
-                   fraction, digest.hexdigest(), split_method="official train/test")
+                   fraction, _split_sha256(x_train, y_train, x_test, y_test), split_method="official train/test")
+
+
+def _split_sha256(*parts: np.ndarray) -> str:
+    """What the manifests record as the dataset hash: the split's arrays, in order, as bytes."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(np.ascontiguousarray(part).tobytes())
+    return digest.hexdigest()
 
 
 def _load_digits() -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:

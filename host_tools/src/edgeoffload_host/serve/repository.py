@@ -6,7 +6,6 @@ served; a mismatch, or a file that is not a model, is logged and skipped while t
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import importlib.util
 import json
@@ -18,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from edgeoffload.backends.modelfile import manifest_path_for, sha256_file
 from edgeoffload.backends.oip_wire import datatype_of
 from edgeoffload.errors import ModelError, RequestError
 from edgeoffload_host.serve.runtime import KerasGpuRuntime, Runtime, TfliteRuntime
@@ -71,17 +71,9 @@ def _check_tensor(model: str, name: str, array: np.ndarray, datatype: str, shape
                            f"(1..{MAX_BATCH}); shape {list(array.shape)}")
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _check_manifest(path: Path) -> None:
     """ModelError if a manifest beside ``path`` names a different sha256 (or cannot be read)."""
-    manifest = path.with_name(path.name + ".manifest.json")
+    manifest = manifest_path_for(path)
     if not manifest.exists():
         return
     try:
@@ -91,7 +83,7 @@ def _check_manifest(path: Path) -> None:
     expected = data.get("sha256") if isinstance(data, dict) else None
     if expected is None:
         return
-    actual = _sha256(path)
+    actual = sha256_file(path)
     if not isinstance(expected, str) or actual != expected.lower():
         raise ModelError(f"{path}: sha256 {actual} does not match its manifest ({expected}); "
                          f"rebuild or re-copy the model")
