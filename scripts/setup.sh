@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up everything this checkout needs on Debian 12 / Python >= 3.11, idempotently:
 #   scripts/setup.sh demo   the demo: a virtual environment with pinned packages (no root needed)
-#   scripts/setup.sh test   the tests: the above plus apt packages the integration tests talk to (mosquitto)
+#   scripts/setup.sh test   the tests: the above plus apt packages the integration tests talk to (mosquitto,
+#                           dbus) and the D-Bus client/server packages (PyGObject builds from source: its headers)
 # Re-running is fast: pip runs only when requirements/*.txt or a pyproject.toml changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,16 +26,21 @@ apt_install() {
 
 "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "setup: Python >= 3.11 required ($PY)" >&2; exit 2; }
 if [ "$purpose" = test ]; then
-  apt_install mosquitto mosquitto-clients
+  apt_install mosquitto mosquitto-clients dbus libgirepository1.0-dev libcairo2-dev pkg-config gcc
+  daemon_pkg="daemon[dbus]"
+else
+  daemon_pkg="daemon"
 fi
 if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV" 2>/dev/null || { apt_install python3-venv; "$PY" -m venv "$VENV"; }
 fi
 stamp="$VENV/.edgeoffload-setup"
 want=$(cat requirements/*.txt daemon/pyproject.toml host_tools/pyproject.toml | sha256sum | cut -c1-16)
-if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+have=$(cat "$stamp" 2>/dev/null || true)
+# a test set-up is a superset of the demo's: it satisfies both
+if [ "$have" != "$want test" ] && { [ "$purpose" = test ] || [ "$have" != "$want demo" ]; }; then
   echo "setup: installing pinned packages into $VENV (TensorFlow is large: about a minute)" >&2
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check -c requirements/constraints.txt \
-    -r requirements/dev.txt -e daemon -e "host_tools[build,demo]"
-  echo "$want" > "$stamp"
+    -r requirements/dev.txt -e "$daemon_pkg" -e "host_tools[build,demo]"
+  echo "$want $purpose" > "$stamp"
 fi

@@ -40,6 +40,7 @@ def write_config(tmp_path: Path, folder: Path, *, endpoint_url: str | None, brok
         "profiling": {"warmup_runs": 2, "runs": 10},
         "mqtt": ({"host": broker[0], "port": broker[1], "summary_interval_s": 0.5, "keepalive_s": 5}
                  if broker else {"enabled": False}),
+        "dbus": {"bus": "none"},  # tests that use the API pass dbus={"bus": "session", ...} under dbus-run-session
     }
     config.update(extra)
     path = tmp_path / "edgeoffloadd.yaml"

@@ -39,9 +39,13 @@ class CheckConfig:
         return check_files(args.files)
 
 
-CTL_COMMANDS: tuple[type, ...] = (
-    CheckConfig,
-)
+def _ctl_commands() -> tuple[type, ...]:
+    from . import ctl_commands
+
+    return (CheckConfig, *ctl_commands.COMMANDS)
+
+
+CTL_COMMANDS: tuple[type, ...] = _ctl_commands()
 
 
 def command_parser(prog: str, description: str, version: str, commands) -> argparse.ArgumentParser:
@@ -76,7 +80,8 @@ def ctl_main(argv: list[str] | None = None) -> int:
 
 
 def run_mapped(prog: str, action: Callable[[], int]) -> int:
-    """Run `action`; EdgeOffloadError -> one line per problem, exit 2; anything else -> one line, exit 1."""
+    """Run `action`; EdgeOffloadError -> one line per problem, exit 2 (1 for failures that are not the user's
+    input, e.g. the daemon is not running); anything else -> one line, exit 1."""
     try:
         return action()
     except ConfigError as e:
@@ -85,7 +90,7 @@ def run_mapped(prog: str, action: Callable[[], int]) -> int:
         return EXIT_USER
     except EdgeOffloadError as e:
         print(f"{prog}: error: {' '.join(str(e).split())}", file=sys.stderr)
-        return EXIT_USER
+        return e.exit_code
     except KeyboardInterrupt:
         return 130
     except Exception as e:  # the last line of defence: a bug, reported in one line
@@ -138,7 +143,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     _setup_logging(args.log_level or config.logging.level)
-    service = Service(config)
+    service = Service(config, config_path=args.config)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

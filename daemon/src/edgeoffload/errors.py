@@ -12,6 +12,8 @@ from dataclasses import dataclass
 class EdgeOffloadError(Exception):
     """Base of every error edgeoffload raises on purpose."""
 
+    exit_code = 2  # what a command line exits with: 2 = the user's to fix, 1 = a failure elsewhere
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -38,6 +40,10 @@ class ConfigError(EdgeOffloadError):
             super().__init__("\n".join(str(p) for p in self.problems))
 
 
+class PolicyInvalidError(ConfigError):
+    """A policy (file or text) is invalid; the previous policy stays in force."""
+
+
 class ModelError(EdgeOffloadError):
     """A model file is missing, unreadable, corrupted, or does not match its manifest."""
 
@@ -56,3 +62,19 @@ class TransportError(EdgeOffloadError):
 
 class RequestError(EdgeOffloadError):
     """A client's request is malformed (wrong shape, dtype, size, unknown model): the client's mistake."""
+
+
+class UnknownModelError(RequestError):
+    """A request names a model the daemon does not serve."""
+
+
+class NotReadyError(EdgeOffloadError):
+    """The daemon is starting or stopping and cannot take the request now; try again later."""
+
+    exit_code = 1
+
+
+class ServiceError(EdgeOffloadError):
+    """A call to the running daemon failed for a reason that is not the caller's input (not running, busy)."""
+
+    exit_code = 1

@@ -1,11 +1,13 @@
 """The one place that wires everything and owns the start/stop order.
 
-Start: power source → policy → local backends (models loaded, profiled) → endpoints → MQTT → ready.
-Stop: the reverse; each step logs and continues on error.
+Start: power source → policy → local backends (models loaded, profiled) → endpoints → D-Bus → MQTT → ready.
+Stop: D-Bus first (no new calls; in-flight ones finish), then the reverse of the rest; each step logs and
+continues on error.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -19,11 +21,11 @@ from edgeoffload.api.sdnotify import Notifier
 from edgeoffload.backends.modelfile import load_model_file
 from edgeoffload.backends.registry import create_local_backend, target_signature
 from edgeoffload.backends.remote_target import RemoteTarget
-from edgeoffload.config import policy_warnings
+from edgeoffload.config import load_config, policy_warnings
 from edgeoffload.engine.executor import Executor, ModelEntry, Outcome
 from edgeoffload.engine.policy_watch import PolicyHolder
 from edgeoffload.engine.profiles import Profile, ProfileStore, profile_key, sample_input, time_runs
-from edgeoffload.errors import BackendError, EdgeOffloadError
+from edgeoffload.errors import EdgeOffloadError, NotReadyError, PolicyInvalidError
 from edgeoffload.profiling.tally import DecisionTally
 from edgeoffload.sensors.registry import create_power_source
 
@@ -31,8 +33,9 @@ log = logging.getLogger(__name__)
 
 
 class Service:
-    def __init__(self, config, *, boot_id: str | None = None) -> None:
+    def __init__(self, config, *, boot_id: str | None = None, config_path=None) -> None:
         self.config = config
+        self.config_path = config_path  # ReloadConfig re-checks it (None: only the policy is reloaded)
         self.boot_id = boot_id or uuid.uuid4().hex
         self.state = "starting"
         self.started_unix_s = time.time()
@@ -51,6 +54,8 @@ class Service:
         self._summary_thread: threading.Thread | None = None
         self._profile_lock = threading.Lock()
         self.notifier = Notifier()
+        self.dbus = None
+        self.dbus_error: str | None = None
 
     # --- start -----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -64,6 +69,7 @@ class Service:
         self.state = "profiling"
         self.profile(force=False)
         self._start_endpoints(entries)
+        self._start_dbus()
         self.reporter.start()
         self.policy.start()
         self.state = "running"
@@ -123,6 +129,24 @@ class Service:
             self.remote[ecfg.name] = target
             target.start(wanted)
 
+    def _start_dbus(self) -> None:
+        if self.config.dbus.bus == "none":
+            return
+        try:
+            from edgeoffload.api.dbus import DbusApi
+
+            api = DbusApi(self, self.config.dbus)
+            api.start()
+        except ImportError as exc:
+            self.dbus_error = (f"the D-Bus API needs pydbus and PyGObject (python3-pydbus, python3-pygobject; "
+                               f"pip install 'edgeoffload[dbus]'): {exc}")
+        except EdgeOffloadError as exc:
+            self.dbus_error = str(exc)
+        else:
+            self.dbus = api
+            return
+        log.error("no D-Bus API: %s (set dbus.bus: none to run without one)", self.dbus_error)
+
     # --- profiling -------------------------------------------------------------------------------
     def profile(self, *, model: str | None = None, target: str | None = None, force: bool = True) -> list[Profile]:
         """Profile models on available local targets; reuse fresh stored profiles unless `force`."""
@@ -173,14 +197,41 @@ class Service:
 
     # --- requests and reporting ------------------------------------------------------------------
     def infer(self, model: str, x, request_id: str | None = None) -> Outcome:
-        if self.executor is None or self.state not in ("running",):
-            raise BackendError(f"the daemon is {self.state}, not accepting requests")
+        self._check_running()
         return self.executor.run(model, x, request_id=request_id)
+
+    def decide(self, model: str):
+        self._check_running()
+        return self.executor.decide(model)
+
+    def _check_running(self) -> None:
+        if self.executor is None or self.state != "running":
+            raise NotReadyError(f"the daemon is {self.state}, not accepting requests; try again once it runs")
+
+    def set_policy(self, text: str):
+        """Validate like the file, write the policy file atomically, apply (SetPolicy); errors change nothing."""
+        return self.policy.replace(text, "SetPolicy")
+
+    def reload_config(self) -> tuple[str, list[str]]:
+        """Re-read the policy file; check the daemon config file and list the sections a restart would change."""
+        if not self.policy.reload():
+            raise PolicyInvalidError(f"policy file rejected, the previous policy stays in force: {self.policy.error}")
+        changed: list[str] = []
+        if self.config_path is not None:
+            fresh = load_config(self.config_path)  # ConfigError: nothing changes, the message names the lines
+            changed = [f.name for f in dataclasses.fields(fresh)
+                       if getattr(fresh, f.name) != getattr(self.config, f.name)]
+            if changed:
+                log.warning("config %s changed in %s: restart the service to apply", self.config_path,
+                            ", ".join(changed))
+        return self.policy.current.digest, changed
 
     def _outcome(self, o: Outcome) -> None:
         self.tally.add(o.target, predicted_ms=o.predicted_latency_ms, actual_ms=o.latency_ms,
                        energy_mj=o.energy_mj, deadline_ms=o.decision.deadline_ms, fallback=o.fallback)
         self.reporter.publish_decision(messages.decision_message(o))
+        if self.dbus is not None:
+            self.dbus.decision(o)
 
     def describe_targets(self) -> list[dict]:
         out = [{"name": n, "kind": "local", "available": b.available, "reason": b.unavailable_reason}
@@ -193,12 +244,16 @@ class Service:
         reasons += [f"model {m}: {e}" for m, e in self.model_errors.items()]
         if self.policy.error:
             reasons.append(f"policy rejected, previous in force: {self.policy.error}")
+        if self.dbus_error:
+            reasons.append(f"no D-Bus API: {self.dbus_error}")
         return reasons
 
     def publish_status(self) -> None:
         if self.executor is not None:
             self.reporter.set_status(messages.status_message(self))
             self.notifier.status(self._one_line_status())
+        if self.dbus is not None:
+            self.dbus.status_changed()
 
     def _warn_policy_names(self, policy) -> None:
         for warning in policy_warnings(policy, self.config):
@@ -224,6 +279,8 @@ class Service:
             self.reporter.publish_event({"event": "policy_applied", "digest": policy.digest})
         else:
             self.reporter.publish_event({"event": "policy_rejected", "error": error})
+        if self.dbus is not None:
+            self.dbus.policy_changed(policy, error)
         self.publish_status()
 
     def _one_line_status(self) -> str:
@@ -249,7 +306,8 @@ class Service:
         self.state = "stopping"
         self.notifier.stopping()
         self._stop.set()
-        steps = [("summary", self.publish_summary), ("policy watcher", self.policy.stop),
+        steps = [("D-Bus API", self.dbus.stop)] if self.dbus is not None else []
+        steps += [("summary", self.publish_summary), ("policy watcher", self.policy.stop),
                  ("mqtt", self.reporter.stop)]
         steps += [(f"endpoint {n}", t.stop) for n, t in self.remote.items()]
         steps += [(f"target {n}", b.close) for n, b in self.local.items()]

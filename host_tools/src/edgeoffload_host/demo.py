@@ -187,6 +187,7 @@ def _write_config(out: Path, models: list[Path], url: str, host: str, port: int,
         "endpoints": [{"name": "offload", "url": url, "health_interval_s": 1.0}],
         "profiling": {"warmup_runs": 3, "runs": 50, "on_start": True},
         "mqtt": {"host": host, "port": port, "summary_interval_s": 2.0},
+        "dbus": {"bus": "none"},  # the demo reports over MQTT; a PC has no system-bus policy for the daemon
         "workload": {"requests": args.requests, "interval_ms": 30},
         "logging": {"level": "warning"},
     }

@@ -40,7 +40,7 @@ def test_defaults_are_applied(tmp_path):
     )
     assert [f for f in DaemonConfig.__dataclass_fields__] == [
         "version", "device_id", "state_dir", "policy_file", "models", "targets", "endpoints", "profiling",
-        "power", "mqtt", "workload", "logging",
+        "power", "mqtt", "dbus", "workload", "logging",
     ]
     assert config.state_dir == Path("/var/lib/edgeoffload")
     assert config.policy_file == Path("/etc/edgeoffload/policy.yaml")
@@ -56,6 +56,8 @@ def test_defaults_are_applied(tmp_path):
     assert config.mqtt == MqttConfig(enabled=True, host="localhost", port=1883, username=None, password_file=None,
                                      tls=False, ca_file=None, keepalive_s=30, summary_interval_s=10.0,
                                      queue_max=1000, client_id=None)
+    assert (config.dbus.bus, config.dbus.decision_signals_per_s, config.dbus.workers,
+            config.dbus.max_pending_calls) == ("system", 5.0, 4, 32)
     assert config.workload == WorkloadConfig(requests=0, models=None, inputs=None, interval_ms=0.0, seed=0)
     assert config.logging.level == "info"
 

@@ -10,7 +10,7 @@ import pytest
 
 DBUS = Path(__file__).resolve().parents[3] / "daemon" / "dbus"
 POLICY = DBUS / "org.edgeoffload.Daemon1.conf"
-INTERFACE = DBUS / "org.edgeoffload.Daemon1.xml"
+INTERFACE = DBUS.parent / "src" / "edgeoffload" / "api" / "org.edgeoffload.Daemon1.xml"
 NAME = "org.edgeoffload.Daemon1"
 PROPS = "org.freedesktop.DBus.Properties"
 
@@ -48,7 +48,7 @@ STRANGER, OPERATOR, ROOT = ("alice", ()), ("bob", ("edgeoffload",)), ("root", ("
 
 
 @pytest.mark.parametrize("member, stranger", [
-    ("Infer", True), ("Decide", True), ("GetPolicy", True),
+    ("Infer", True), ("Decide", True), ("GetPolicy", True), ("GetProfiles", True), ("ListModels", True),
     ("SetPolicy", False), ("Profile", False), ("ReloadConfig", False),
 ])
 def test_who_may_call_what(member, stranger):
@@ -73,7 +73,8 @@ def test_only_the_service_user_owns_the_name():
 def test_every_method_is_covered_by_the_policy():
     named = {r.get("send_member") for p in policies() for r in p if r.get("send_interface") == NAME}
     assert named <= methods()
-    assert methods() == {"Infer", "Decide", "Profile", "GetPolicy", "SetPolicy", "ReloadConfig"}
+    assert methods() == {"Infer", "Decide", "Profile", "GetProfiles", "ListModels", "GetPolicy", "SetPolicy",
+                         "ReloadConfig"}
 
 
 def test_a_real_dbus_daemon_accepts_the_policy(tmp_path):

@@ -25,6 +25,7 @@ NAME_HINT = (
 name_value = string(NAME_PATTERN, NAME_HINT)
 DEFAULT_DELEGATE = Path("/usr/lib/libvx_delegate.so")
 TARGET_TYPES = ("tflite_cpu", "tflite_npu")
+DBUS_BUSES = ("system", "session", "none")
 SHA256_HINT = "expected a sha256: 64 lowercase hex digits"
 
 
@@ -166,6 +167,14 @@ class WorkloadConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class DbusConfig:
+    bus: str = spec(choice(DBUS_BUSES), "system")  # "none": no D-Bus API (a PC demo without a bus)
+    decision_signals_per_s: float = spec(number(ge=0, le=1000), 5.0)  # 0: no Decision signals
+    workers: int = spec(integer(1, 64), 4)  # method calls served at once (Infer, Profile, SetPolicy, ...)
+    max_pending_calls: int = spec(integer(1, 4096), 32)  # beyond this, calls are refused as Busy
+
+
+@dataclass(frozen=True, kw_only=True)
 class LoggingConfig:
     level: str = spec(choice(("debug", "info", "warning", "error")), "info")
 
@@ -182,6 +191,7 @@ class DaemonConfig:
     profiling: ProfilingConfig = spec(record(ProfilingConfig), factory=ProfilingConfig)
     power: PowerConfig = spec(power_section, factory=ModelledPowerConfig)
     mqtt: MqttConfig = spec(record(MqttConfig), factory=MqttConfig)
+    dbus: DbusConfig = spec(record(DbusConfig), factory=DbusConfig)
     workload: WorkloadConfig = spec(record(WorkloadConfig), factory=WorkloadConfig)
     logging: LoggingConfig = spec(record(LoggingConfig), factory=LoggingConfig)
 

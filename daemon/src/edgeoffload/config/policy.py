@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -73,6 +73,7 @@ class Policy:
     allowed_targets: frozenset[str] | None = spec(optional(_set_of(list_of(string(), min_len=1, unique=True))), None)
     digest: str = ""  # first 12 hex digits of the sha256 of the source text
     source: str = ""  # the file (or other source) it was read from
+    text: str = field(default="", repr=False, compare=False)  # the YAML it was read from (GetPolicy answers it)
 
     @property
     def network(self) -> NetworkProfile:
@@ -102,7 +103,7 @@ def build_policy(doc: Document) -> Policy:
     policy = apply(record(Policy), doc.value, "", ctx)
     ctx.raise_if_problems()
     log.debug("%s: policy ok (digest %s)", doc.source, doc.digest)
-    return dataclasses.replace(policy, digest=doc.digest, source=doc.source)
+    return dataclasses.replace(policy, digest=doc.digest, source=doc.source, text=doc.text)
 
 
 def policy_warnings(policy: Policy, config: DaemonConfig) -> list[str]:

@@ -67,6 +67,7 @@ class Document:
     lines: dict[str, int] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
     digest: str = ""  # first 12 hex digits of the sha256 of the file's bytes
+    text: str = ""  # the decoded text, once it decoded
 
 
 def join(path: str, key: str) -> str:
@@ -103,6 +104,7 @@ def parse_yaml(data: bytes | str, source: str) -> Document:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         return _fail(doc, raw.count(b"\n", 0, e.start) + 1, f"not UTF-8 text (byte {e.start})")
+    doc.text = text
     node = _compose(text, doc)
     if doc.problems:
         return doc

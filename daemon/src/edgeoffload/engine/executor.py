@@ -19,7 +19,7 @@ import numpy as np
 from edgeoffload.decide.engine import decide
 from edgeoffload.decide.estimators import Epoch, Ewma, moved
 from edgeoffload.decide.types import Decision, DecisionRequest, LocalOption, Prediction
-from edgeoffload.errors import BackendError, RequestError, TransportError
+from edgeoffload.errors import BackendError, RequestError, TransportError, UnknownModelError
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ class Executor:
         entry = self.models.get(model)
         if entry is None:
             known = ", ".join(sorted(self.models)) or "none"
-            raise RequestError(f"unknown model {model!r}; configured models: {known}")
+            raise UnknownModelError(f"unknown model {model!r}; configured models: {known}")
         return entry
 
     def _snapshot(self, entry: ModelEntry, x_shape: tuple[int, ...]) -> DecisionRequest:

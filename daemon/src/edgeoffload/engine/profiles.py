@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -19,6 +17,7 @@ from typing import Callable
 
 import numpy as np
 
+from edgeoffload.atomicfile import replace_file
 from edgeoffload.profiling.stats import LatencyStats, WarmupStats, summarize, summarize_warmup
 
 log = logging.getLogger(__name__)
@@ -111,16 +110,7 @@ class ProfileStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         body = json.dumps({"schema": STORE_SCHEMA, "profiles": {k: p.to_dict() for k, p in self._profiles.items()}},
                           indent=1, sort_keys=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".profiles.")
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(body)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        replace_file(self.path, body.encode())
 
 
 def time_runs(run: Callable[[np.ndarray], object], x: np.ndarray, *, warmup_runs: int, runs: int,
