@@ -33,6 +33,7 @@ def test_runs_as_a_dedicated_user_with_hardening_and_the_npu_node():
     s = service_section()
     assert s["User"] == "edgeoffload" and s["Group"] == "edgeoffload"
     assert s["ProtectSystem"] == "strict" and s["StateDirectory"] == "edgeoffload"
+    assert s["ReadWritePaths"] == "/etc/edgeoffload"  # SetPolicy writes the policy file there, atomically
     assert s["NoNewPrivileges"] == "yes" and s["PrivateTmp"] == "yes"
     assert s["DevicePolicy"] == "closed" and s["DeviceAllow"] == "/dev/galcore rw"
 
