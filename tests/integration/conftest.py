@@ -24,6 +24,17 @@ Fixtures:
 
 Without the ``mosquitto`` binary these tests skip, unless ``EDGEOFFLOAD_REQUIRE_MOSQUITTO=1`` (CI),
 which makes a missing broker an error.
+
+``dbus_session``
+    A private ``dbus-daemon`` (session-type config, ``unix:dir=`` in a short temporary folder, EXTERNAL
+    auth, everything allowed) for this test; ``DBUS_SESSION_BUS_ADDRESS`` points at it for the test's
+    duration (so a Service with ``dbus.bus: session`` and child processes use it) and the fixture yields
+    the address. Connect clients with ``pydbus.connect(address)`` (a private connection), never
+    ``pydbus.SessionBus()`` (a process-wide singleton that would outlive the bus). Without
+    ``dbus-daemon``, PyGObject or pydbus these tests skip, unless ``EDGEOFFLOAD_REQUIRE_DBUS=1`` (CI).
+``dbus_service``, ``dbus_client``, ``dbus_signals``
+    A Service factory publishing on that bus, a client connection, and a recorder of the daemon's signals
+    (see ``dbus_helpers``).
 """
 
 from __future__ import annotations
@@ -279,3 +290,80 @@ def mqtt_probe() -> Iterator[Callable[..., MqttProbe]]:
     yield make
     for probe in probes:
         probe.close()
+
+
+def _dbus_missing(reason: str) -> None:
+    if os.environ.get("EDGEOFFLOAD_REQUIRE_DBUS") == "1":
+        pytest.fail(f"EDGEOFFLOAD_REQUIRE_DBUS=1 but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def dbus_session(monkeypatch) -> Iterator[str]:
+    """A private session bus for this test; yields its address (also in DBUS_SESSION_BUS_ADDRESS)."""
+    binary = shutil.which("dbus-daemon")
+    if binary is None:
+        _dbus_missing("dbus-daemon is not installed (apt-get install dbus-daemon)")
+    try:
+        import gi
+
+        gi.require_version("Gio", "2.0")
+        from gi.repository import Gio  # noqa: F401
+        import pydbus  # noqa: F401
+    except (ImportError, ValueError) as exc:
+        _dbus_missing(f"the D-Bus tests need PyGObject and pydbus (pip install 'edgeoffload[dbus]'): {exc}")
+    from dbus_helpers import PrivateBus
+
+    bus = PrivateBus(binary)
+    try:
+        monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", bus.address)
+        yield bus.address
+    finally:
+        bus.stop()
+
+
+@pytest.fixture
+def dbus_service(dbus_session, tmp_path, tiny_models):
+    """``make(endpoint_url=None, folder=tmp_path, dbus={}, **config) -> Service``: started, published on the
+    private bus (``decision_signals_per_s`` 1000 unless ``dbus`` says otherwise), config from
+    ``loop_helpers.write_config`` in ``folder``; ``service.config_path`` is that file. Stopped at teardown."""
+    from loop_helpers import model_dir, write_config
+
+    from edgeoffload.config import load_config
+    from edgeoffload.service import Service
+
+    models = model_dir(tmp_path, tiny_models)
+    started = []
+
+    def make(endpoint_url=None, folder: Path | None = None, dbus: dict | None = None, **extra) -> Service:
+        (folder := folder or tmp_path).mkdir(exist_ok=True)
+        cfg = write_config(folder, models, endpoint_url=endpoint_url, broker=None,
+                           dbus={"bus": "session", "decision_signals_per_s": 1000, **(dbus or {})}, **extra)
+        started.append(svc := Service(load_config(cfg), config_path=cfg))
+        svc.start()
+        return svc
+
+    yield make
+    for svc in reversed(started):
+        if svc.state != "stopped":
+            svc.stop()
+
+
+@pytest.fixture
+def dbus_client(dbus_session):
+    """``dbus_helpers.Client`` on its own connection to the private bus."""
+    from dbus_helpers import Client
+
+    client = Client(dbus_session)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def dbus_signals(dbus_client):
+    """``dbus_helpers.SignalRecorder`` of every signal from /org/edgeoffload/Daemon1, on ``dbus_client``."""
+    from dbus_helpers import SignalRecorder
+
+    recorder = SignalRecorder(dbus_client.bus)
+    yield recorder
+    recorder.close()

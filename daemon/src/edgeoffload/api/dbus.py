@@ -146,14 +146,20 @@ class DbusApi:
         self._published.append(self._bus.request_name(BUS_NAME, allow_replacement=False, replace=False))
 
     def _unpublish(self) -> None:
-        for item in reversed(self._published):
+        from gi.repository import GLib
+
+        context = GLib.MainContext.ref_thread_default()
+        for item in reversed(self._published):  # the name first: the bus routes no more calls to us
             try:
                 item.__exit__(None, None, None)
             except Exception:
                 log.debug("leaving the bus: %s", item, exc_info=True)
+            while context.iteration(False):  # calls routed to us before that: answered (NotReady)
+                pass
         self._published.clear()
         if self._bus is not None:
             try:
+                self._bus.con.flush_sync(None)  # close() drops queued replies otherwise
                 self._bus.con.close_sync(None)
             except Exception:
                 log.debug("closing the D-Bus connection", exc_info=True)
@@ -161,9 +167,9 @@ class DbusApi:
 
     def stop(self) -> None:
         """Refuse new calls, let running ones finish (STOP_GRACE_S), answer the rest with NotReady, leave."""
-        self._accepting = False
         deadline = time.monotonic() + STOP_GRACE_S
         with self._pending_lock:
+            self._accepting = False  # under the lock: dispatch() adds no call stop() would not see
             while self._pending and time.monotonic() < deadline:
                 self._pending_lock.wait(0.05)
             left = list(self._pending.items())
@@ -192,6 +198,10 @@ class DbusApi:
             return
         key = id(invocation)
         with self._pending_lock:
+            if not self._accepting:  # stop() began after the check above
+                invocation.return_dbus_error(ERROR_PREFIX + "NotReady", "the daemon is stopping; try again when "
+                                             "its Status property says running")
+                return
             if len(self._pending) >= self.config.max_pending_calls:
                 busy = True
             else:
@@ -213,15 +223,14 @@ class DbusApi:
             log.exception("D-Bus %s failed", method)
             result, error = None, (ERROR_PREFIX + "Failed", f"internal error (a bug, please report it): "
                                    f"{type(exc).__name__}: {exc}")
-        if key is not None:
-            with self._pending_lock:
-                if self._pending.pop(key, None) is None:
-                    return  # stop() already answered it
-                self._pending_lock.notify_all()
-        if error is None:
-            invocation.return_value(result)
-        else:
-            invocation.return_dbus_error(*error)
+        if key is None:
+            _reply(invocation, result, error)
+            return
+        with self._pending_lock:
+            if self._pending.pop(key, None) is None:
+                return  # stop() already answered it
+            _reply(invocation, result, error)  # queued before stop() can see the call done and close
+            self._pending_lock.notify_all()
 
     # --- signals (any thread) --------------------------------------------------------------------
     def decision(self, outcome) -> None:
@@ -250,6 +259,13 @@ class DbusApi:
         for name, (available, reason) in flips:
             self.object.TargetAvailabilityChanged(name, available, reason)
         self.object.changed("Targets", "Status", "Degraded")
+
+
+def _reply(invocation, result, error: tuple[str, str] | None) -> None:
+    if error is None:
+        invocation.return_value(result)
+    else:
+        invocation.return_dbus_error(*error)
 
 
 def _describe_bus_error(exc: Exception) -> str:
