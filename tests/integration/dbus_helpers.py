@@ -291,3 +291,66 @@ class Monitor:
         self._proc.wait(timeout=10)
         self._reader.join(5)
         self._proc.stdout.close()
+
+
+# --- edgeoffloadctl --------------------------------------------------------------------------------
+def ctl(capsys, *argv: str) -> tuple[int, str, str]:
+    """`edgeoffloadctl ARGV` in this process: (exit status, stdout, stderr)."""
+    from edgeoffload import cli
+
+    capsys.readouterr()  # what came before is not this command's
+    status = cli.ctl_main(list(argv))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def ctl_script() -> str:
+    """The installed console script beside this interpreter; skips the test without it."""
+    import sys
+
+    path = Path(sys.executable).parent / "edgeoffloadctl"
+    if not path.exists():
+        pytest.skip(f"{path} is not installed (pip install -e daemon)")
+    return str(path)
+
+
+def one_error_line(err: str, *fragments: str) -> str:
+    """The single `edgeoffloadctl: ...` line of stderr, checked to contain every fragment."""
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("edgeoffloadctl: "), err
+    assert all(f in lines[0] for f in fragments), (fragments, lines[0])
+    return lines[0]
+
+
+def wait_for_subscriber(address: str, pid: int, timeout: float = 30.0) -> str:
+    """Wait until process `pid` has a match rule for our daemon's signals on the bus; its unique name.
+
+    Uses dbus-daemon's Debug.Stats interface (skips the test on a bus built without it)."""
+    con = Gio.DBusConnection.new_for_address_sync(
+        address, Gio.DBusConnectionFlags.AUTHENTICATION_CLIENT | Gio.DBusConnectionFlags.MESSAGE_BUS_CONNECTION,
+        None, None)
+
+    def bus_call(interface: str, method: str, args: GLib.Variant | None = None):
+        return con.call_sync("org.freedesktop.DBus", "/org/freedesktop/DBus", interface, method, args, None,
+                             Gio.DBusCallFlags.NONE, CALL_TIMEOUT_S * 1000, None).unpack()[0]
+
+    def subscribed() -> str | None:
+        try:
+            rules = bus_call("org.freedesktop.DBus.Debug.Stats", "GetAllMatchRules")
+        except GLib.Error as exc:
+            pytest.skip(f"this dbus-daemon cannot list match rules (Debug.Stats): {exc.message}")
+        for name, patterns in rules.items():
+            if any(f"sender='{BUS_NAME}'" in p and "NameOwnerChanged" not in p for p in patterns):
+                try:
+                    owner_pid = bus_call("org.freedesktop.DBus", "GetConnectionUnixProcessID",
+                                         GLib.Variant("(s)", (name,)))
+                except GLib.Error:
+                    continue  # gone meanwhile
+                if owner_pid == pid:
+                    return name
+        return None
+
+    try:
+        return wait_until(subscribed, timeout, f"process {pid} subscribing to {BUS_NAME}'s signals")
+    finally:
+        con.close_sync(None)

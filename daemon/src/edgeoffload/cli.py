@@ -48,9 +48,16 @@ def _ctl_commands() -> tuple[type, ...]:
 CTL_COMMANDS: tuple[type, ...] = _ctl_commands()
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, with usage errors as one line (like every other error) instead of usage + error."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USER, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def command_parser(prog: str, description: str, version: str, commands) -> argparse.ArgumentParser:
     """A parser whose subcommands are the given command classes (`name`, `help`, `add_arguments`, `run`)."""
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser = OneLineParser(prog=prog, description=description)
     parser.add_argument("--version", action="version", version=f"%(prog)s {version}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages to stderr")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

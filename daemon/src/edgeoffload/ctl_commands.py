@@ -152,12 +152,18 @@ class Infer(DaemonCommand):
             raise UnknownModelError(f"unknown model {args.model!r}; the daemon serves: {known}")
         if not args.file.is_file():
             raise RequestError(f"{args.file}: no such file")
+        if args.output and not args.output.parent.is_dir():  # before the request, so no result is thrown away
+            raise RequestError(f"{args.output}: cannot save the output there: no folder {args.output.parent}")
         x = load_tensor(args.file, tuple(spec[2]), np.dtype(spec[3]))
         reply = client.infer(args.model, x, timeout_s=args.timeout)
         flat = reply.output.reshape(-1)
         top = [(int(i), float(flat[i])) for i in np.argsort(-flat, kind="stable")[:max(args.top, 0)]]
         if args.output:
-            np.save(args.output, reply.output)
+            try:
+                with open(args.output, "wb") as f:  # this very name: np.save(path) would append .npy
+                    np.save(f, reply.output)
+            except OSError as exc:
+                raise RequestError(f"{args.output}: cannot save the output: {exc.strerror}") from None
         data = {"model": args.model, "file": str(args.file), "target": reply.target, "latency_ms": reply.latency_ms,
                 "energy_mj": reply.energy_mj, "energy_source": reply.energy_source,
                 "output_shape": list(reply.output.shape), "output_dtype": reply.output.dtype.name,
@@ -240,6 +246,12 @@ class Watch(DaemonCommand):
             if args.count and seen[0] >= args.count:
                 loop.quit()
 
+        def on_closed(_connection, _vanished: bool, error) -> None:
+            lost.append(error.message if error else "the connection was closed")
+            loop.quit()
+
+        lost: list[str] = []
+        client.connection.connect("closed", on_closed)
         client.subscribe(on_signal)
         if args.duration:
             GLib.timeout_add(int(args.duration * 1000), loop.quit)
@@ -247,6 +259,10 @@ class Watch(DaemonCommand):
             loop.run()
         except KeyboardInterrupt:
             pass
+        if lost:
+            from .errors import ServiceError
+
+            raise ServiceError(f"lost the {args.bus} bus while watching: {lost[0]}")
         return 0
 
 

@@ -55,7 +55,8 @@ class DaemonClient:
             raise ServiceError(f"cannot connect to the {bus} bus: {exc.message}") from None
 
     def close(self) -> None:
-        self.connection.close_sync(None)
+        if not self.connection.is_closed():  # the bus may have gone away under us
+            self.connection.close_sync(None)
 
     def __enter__(self) -> "DaemonClient":
         return self

@@ -27,10 +27,17 @@ def load_tensor(path: Path, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarr
         raise RequestError(f"{path}: larger than {MAX_IMAGE_BYTES} bytes")
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        arr = np.load(path, allow_pickle=False)
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            raise RequestError(f"{path}: not a .npy array numpy can read without pickle ({exc})") from None
         if arr.size != int(np.prod(shape)):
             raise RequestError(f"{path}: array of shape {list(arr.shape)} does not fit input {list(shape)}")
-        return arr.reshape(shape).astype(dtype, copy=False)
+        cast = arr.reshape(shape).astype(dtype, copy=False)
+        if arr.dtype != dtype and not np.array_equal(cast.reshape(arr.shape), arr):
+            raise RequestError(f"{path}: {arr.dtype.name} values that {np.dtype(dtype).name} cannot hold exactly; "
+                               "nothing is cast silently: convert the array first")
+        return cast
     if suffix == ".png":
         img = decode_png(path.read_bytes(), str(path))
     elif suffix in (".ppm", ".pgm"):
