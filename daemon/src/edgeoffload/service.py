@@ -114,12 +114,26 @@ class Service:
                 except EdgeOffloadError as exc:
                     self.model_errors[f"{mcfg.name}@{name}"] = str(exc)
                     log.error("model %s cannot run on %s: %s", mcfg.name, name, exc)
-            if spec is None:
-                self.model_errors.setdefault(mcfg.name, "no local target could load it")
+            if spec is not None:
+                shape_dtype = (tuple(spec.shape), np.dtype(spec.dtype))
+            else:
+                shape_dtype = self._offload_only(mcfg, mf)
+            if shape_dtype is None:
                 continue
-            entries[mcfg.name] = ModelEntry(mcfg.name, mf.sha256, mcfg.remote_name, tuple(spec.shape),
-                                            np.dtype(spec.dtype))
+            entries[mcfg.name] = ModelEntry(mcfg.name, mf.sha256, mcfg.remote_name, *shape_dtype)
         return entries
+
+    def _offload_only(self, mcfg, mf) -> tuple[tuple[int, ...], np.dtype] | None:
+        """A model no local target can run is still served by offloading, with its input from the manifest."""
+        inputs = mf.manifest.tensors.inputs if mf.manifest is not None else ()
+        if not self.config.endpoints or len(inputs) != 1:
+            why = "no endpoint is configured" if inputs else "its manifest does not describe one input tensor"
+            self.model_errors.setdefault(mcfg.name, f"no local target could load it and it cannot be offloaded: {why}")
+            return None
+        self.model_errors.setdefault(mcfg.name, "no local target could load it: runs offload-only")
+        log.warning("model %s: no local target can run it; offload-only (input %s %s from its manifest)",
+                    mcfg.name, list(inputs[0].shape), inputs[0].dtype)
+        return tuple(inputs[0].shape), np.dtype(inputs[0].dtype)
 
     def _start_endpoints(self, entries: dict[str, ModelEntry]) -> None:
         wanted = sorted({e.remote_name for e in entries.values()})
