@@ -77,3 +77,12 @@ def test_adding_the_layer_changes_no_other_recipe():
     assert appends == []
     for p in layer.rglob("*.bbappend"):
         assert p.name.startswith("packagegroup-edgeoffload"), p
+
+
+def test_externalsrc_builds_the_checkouts_daemon_and_conf(tmp_path, monkeypatch):
+    text = resolved(ROOT / "kas.yml", tmp_path, monkeypatch)["local_conf_header"]["edgeoffload-source"]
+    pairs = re.findall(r'^EXTERNALSRC:pn-(\S+) = "\$\{TOPDIR\}/\.\./(\S+)"', text, re.M)
+    assert sorted(pairs) == [("edgeoffload-conf", "conf"), ("python3-edgeoffload", "daemon")]
+    for recipe, folder in pairs:
+        assert list((ROOT / "meta-edgeoffload").rglob(f"{recipe}_*.bb")), recipe
+        assert (ROOT / folder).is_dir()
