@@ -14,8 +14,11 @@ S = "${UNPACKDIR}/${BP}/daemon"
 
 inherit python_setuptools_build_meta ptest systemd
 
-# setuptools writes build/ beside pyproject.toml: with externalsrc that is the developer's daemon/ folder.
+# With externalsrc, S is the developer's daemon/ folder: setuptools' build/ goes to ${B} instead, and
+# externalsrc's oe-workdir/oe-logs links stay out of it (EXTERNALSRC_SYMLINKS is not in oelint-adv's database).
 export DIST_EXTRA_CONFIG = "${B}/edgeoffload-dist.cfg"
+# nooelint: oelint.vars.mispell.unknown
+EXTERNALSRC_SYMLINKS = ""
 
 SYSTEMD_SERVICE:${PN} = "edgeoffloadd.service"
 
