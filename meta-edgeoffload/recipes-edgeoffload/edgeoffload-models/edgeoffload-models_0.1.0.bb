@@ -30,30 +30,13 @@ do_compile[noexec] = "1"
 # installs again.
 do_install[file-checksums] += "${EDGEOFFLOAD_MODELS_DIR}/./*.tflite*:True"
 
+# The check and the copy live in lib/edgeoffloadlayer/models.py (tested in the project's CI).
 python do_install() {
-    import glob, hashlib, json, os, shutil
-    src, dst = d.getVar("EDGEOFFLOAD_MODELS_DIR"), d.expand("${D}${datadir}/edgeoffload/models")
-    models = sorted(glob.glob(os.path.join(src, "*.tflite")))
-    if not models:
-        bb.fatal("EDGEOFFLOAD_MODELS_DIR = %s holds no *.tflite model: build them (edgeoffload-host build "
-                 "--out %s) or set EDGEOFFLOAD_MODELS_DIR to the folder that has them" % (src, src))
-    for model in models:
-        manifest = model + ".manifest.json"
-        try:
-            with open(manifest) as f:
-                expected = json.load(f)["sha256"]
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            bb.fatal("%s: no usable manifest %s (%s): rebuild the model with edgeoffload-host build --force"
-                     % (model, manifest, e))
-        with open(model, "rb") as f:
-            actual = hashlib.sha256(f.read()).hexdigest()
-        if actual != expected:
-            bb.fatal("%s: sha256 %s does not match %s, which expects %s: the model changed after its manifest "
-                     "was written; rebuild it with edgeoffload-host build --force" % (model, actual, manifest, expected))
-    os.makedirs(dst)
-    for path in models + [m + ".manifest.json" for m in models]:
-        shutil.copyfile(path, os.path.join(dst, os.path.basename(path)))
-        os.chmod(os.path.join(dst, os.path.basename(path)), 0o644)
+    try:
+        edgeoffloadlayer.models.install_models(d.getVar("EDGEOFFLOAD_MODELS_DIR"),
+                                               d.expand("${D}${datadir}/edgeoffload/models"))
+    except edgeoffloadlayer.models.ModelCheckError as e:
+        bb.fatal(str(e))
 }
 
 FILES:${PN} += "${datadir}/edgeoffload/models"
