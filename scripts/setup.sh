@@ -41,6 +41,6 @@ have=$(cat "$stamp" 2>/dev/null || true)
 if [ "$have" != "$want test" ] && { [ "$purpose" = test ] || [ "$have" != "$want demo" ]; }; then
   echo "setup: installing pinned packages into $VENV (TensorFlow is large: about a minute)" >&2
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check -c requirements/constraints.txt \
-    -r requirements/dev.txt -e "$daemon_pkg" -e "host_tools[build,demo]"
+    -r requirements/dev.txt -e "$daemon_pkg" -e "host_tools[build,demo,joulescope]"
   echo "$want $purpose" > "$stamp"
 fi
