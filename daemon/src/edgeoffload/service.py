@@ -27,7 +27,10 @@ from edgeoffload.engine.policy_watch import PolicyHolder
 from edgeoffload.engine.profiles import Profile, ProfileStore, profile_key, sample_input, time_runs
 from edgeoffload.errors import EdgeOffloadError, NotReadyError, PolicyInvalidError
 from edgeoffload.profiling.tally import DecisionTally
-from edgeoffload.sensors.registry import create_power_source
+from edgeoffload.decide.types import IdleMode
+from edgeoffload.engine.decision_log import DecisionLog
+from edgeoffload.sensors.gpio_marker import create_marker
+from edgeoffload.sensors.registry import create_energy
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +43,8 @@ class Service:
         self.state = "starting"
         self.started_unix_s = time.time()
         self.runtime_version = "unknown"
-        self.power = create_power_source(config.power)
+        self.energy = create_energy(config, on_health=self._energy_health)
+        self.decision_log: DecisionLog | None = None
         self.policy = PolicyHolder(config.policy_file, on_change=self._policy_changed)
         self.local: dict = {}
         self.remote: dict[str, RemoteTarget] = {}
@@ -59,13 +63,15 @@ class Service:
 
     # --- start -----------------------------------------------------------------------------------
     def start(self) -> None:
-        self.power.start()
+        self.energy.start()
+        self._start_decision_log()
         self.policy.load_initial()
         self._warn_policy_names(self.policy.current)
         self._open_local_targets()
         entries = self._load_models()
         self.executor = Executor(models=entries, local_targets=self.local, remote_targets=self.remote,
-                                 power=self.power, policy=lambda: self.policy.current, on_outcome=self._outcome)
+                                 energy=self.energy, policy=lambda: self.policy.current, on_outcome=self._outcome,
+                                 marker=create_marker(self.config.gpio_marker))
         self.state = "profiling"
         self.profile(force=False)
         self._start_endpoints(entries)
@@ -134,6 +140,26 @@ class Service:
         log.warning("model %s: no local target can run it; offload-only (input %s %s from its manifest)",
                     mcfg.name, list(inputs[0].shape), inputs[0].dtype)
         return tuple(inputs[0].shape), np.dtype(inputs[0].dtype)
+
+    def _start_decision_log(self) -> None:
+        path = self.config.logging.decisions_file
+        if path is None:
+            return
+        self.decision_log = DecisionLog(path, meter=self.energy.meter,
+                                        idle_power_w=lambda: self.energy.idle_power_w(IdleMode.LOW))
+        try:
+            self.decision_log.start()
+        except OSError as exc:
+            log.error("no decision log: cannot open %s: %s", path, exc.strerror or exc)
+            self.decision_log = None
+
+    def _energy_health(self, known: bool, reason: str | None) -> None:
+        """The meter lost or regained its sensor: decisions must be redone, everyone told."""
+        if self.executor is not None:
+            self.executor.epoch.bump()
+        self.reporter.publish_event({"event": "energy_known" if known else "energy_unknown", "reason": reason})
+        if self.state == "running":
+            self.publish_status()
 
     def _start_endpoints(self, entries: dict[str, ModelEntry]) -> None:
         wanted = sorted({e.remote_name for e in entries.values()})
@@ -207,7 +233,7 @@ class Service:
                  "stdev %.3f over %d runs", entry.name, name, warm.n, warm.total_ms, warm.first_ms, lat.mean_ms,
                  lat.p50_ms, lat.p99_ms, lat.stdev_ms, lat.n)
         return Profile(entry.name, entry.sha256, name, sig, rt, time.time(), warm, lat,
-                       self.power.active_power_w(name), self.power.label)
+                       self.energy.local(entry.name, name).power_w, self.energy.local(entry.name, name).label)
 
     # --- requests and reporting ------------------------------------------------------------------
     def infer(self, model: str, x, request_id: str | None = None) -> Outcome:
@@ -244,6 +270,8 @@ class Service:
         self.tally.add(o.target, predicted_ms=o.predicted_latency_ms, actual_ms=o.latency_ms,
                        energy_mj=o.energy_mj, deadline_ms=o.decision.deadline_ms, fallback=o.fallback)
         self.reporter.publish_decision(messages.decision_message(o))
+        if self.decision_log is not None:
+            self.decision_log.add(o)
         if self.dbus is not None:
             self.dbus.decision(o)
 
@@ -260,6 +288,8 @@ class Service:
             reasons.append(f"policy rejected, previous in force: {self.policy.error}")
         if self.dbus_error:
             reasons.append(f"no D-Bus API: {self.dbus_error}")
+        if self.energy.unknown_reason():
+            reasons.append(f"energy unknown, energy/EDP decided on latency: {self.energy.unknown_reason()}")
         return reasons
 
     def publish_status(self) -> None:
@@ -325,7 +355,9 @@ class Service:
                  ("mqtt", self.reporter.stop)]
         steps += [(f"endpoint {n}", t.stop) for n, t in self.remote.items()]
         steps += [(f"target {n}", b.close) for n, b in self.local.items()]
-        steps += [("power source", self.power.stop)]
+        steps += [("decision log", self.decision_log.stop)] if self.decision_log is not None else []
+        steps += [("GPIO marker", self.executor.marker.close)] if self.executor is not None else []
+        steps += [("power source", self.energy.stop)]
         for what, step in steps:
             try:
                 step()

@@ -12,14 +12,17 @@ import sys
 from edgeoffload.cli import command_parser, run_command
 from edgeoffload_host import __version__
 from edgeoffload_host.demo import DemoCommand
+from edgeoffload_host.energy import EnergyCommand
 from edgeoffload_host.evaluate import EvaluateCommand
 from edgeoffload_host.export import ExportTritonCommand
+from edgeoffload_host.joulescope import JoulescopeCommand
 from edgeoffload_host.models.command import BuildCommand
 from edgeoffload_host.report import ReportCommand
 from edgeoffload_host.serve.command import ServeCommand
 
 PROG = "edgeoffload-host"
-COMMANDS = (BuildCommand, EvaluateCommand, ReportCommand, ExportTritonCommand, ServeCommand, DemoCommand)
+COMMANDS = (BuildCommand, EvaluateCommand, ReportCommand, ExportTritonCommand, ServeCommand, DemoCommand,
+            JoulescopeCommand, EnergyCommand)
 
 
 def main(argv: list[str] | None = None) -> int:

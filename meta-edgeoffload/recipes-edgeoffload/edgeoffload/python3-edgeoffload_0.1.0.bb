@@ -50,12 +50,14 @@ RDEPENDS:${PN} += "\
     python3-json \
     python3-logging \
     python3-netclient \
+    python3-numbers \
     python3-numpy \
     python3-paho-mqtt \
     python3-pydbus \
     python3-pygobject \
     python3-pyyaml \
     python3-statistics \
+    python3-threading \
 "
 # The daemon's configuration: edgeoffload-conf, or the product's own recipe that RPROVIDES it.
 RDEPENDS:${PN} += "virtual-edgeoffload-conf"

@@ -40,7 +40,7 @@ def test_defaults_are_applied(tmp_path):
     )
     assert [f for f in DaemonConfig.__dataclass_fields__] == [
         "version", "device_id", "state_dir", "policy_file", "models", "targets", "endpoints", "profiling",
-        "power", "mqtt", "dbus", "workload", "logging",
+        "power", "mqtt", "dbus", "workload", "logging", "gpio_marker",
     ]
     assert config.state_dir == Path("/var/lib/edgeoffload")
     assert config.policy_file == Path("/etc/edgeoffload/policy.yaml")
@@ -108,7 +108,8 @@ def test_ints_are_accepted_for_floats_and_npu_options_become_strings(tmp_path):
 
 
 def test_power_types_registry_and_active_power(tmp_path):
-    assert POWER_TYPES == {"modelled": ModelledPowerConfig}
+    assert list(POWER_TYPES) == ["modelled", "hwmon", "iio", "rapl", "joulescope"]
+    assert POWER_TYPES["modelled"] is ModelledPowerConfig
     config = load_config(write(tmp_path, MINIMAL + "power:\n  active_w: {npu: 3}\n"))
     assert config.power.type == "modelled"
     assert (config.power.active_power_w("npu"), config.power.active_power_w("cpu1")) == (3.0, 3.5)
@@ -126,7 +127,8 @@ def test_duration_alone_replaces_runs(tmp_path):
 @pytest.mark.parametrize("extra, expected", [
     ("mqtt:\n  prot: 1\n", "d.yaml:7: mqtt.prot: unknown key; did you mean 'port'?"),
     ("mqtt:\n  zzz: 1\n", "d.yaml:7: mqtt.zzz: unknown key; valid keys here: enabled, host, port, username, "
-                          "password_file, tls, ca_file, keepalive_s, summary_interval_s, queue_max, client_id"),
+                          "password_file, tls, ca_file, keepalive_s, summary_interval_s, queue_max, client_id, "
+                          "power_interval_s"),
     ("mqtt:\n  port: '1883'\n", "d.yaml:7: mqtt.port: expected an integer, got string '1883'"),
     ("mqtt:\n  port: 65536\n", "d.yaml:7: mqtt.port: must be between 1 and 65535, got 65536"),
     ("mqtt:\n  tls: 0\n", "d.yaml:7: mqtt.tls: expected true or false, got integer 0"),

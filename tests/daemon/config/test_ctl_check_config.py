@@ -31,7 +31,7 @@ def test_a_bad_file_exits_2_and_the_good_ones_are_still_checked(capsys):
     assert err.splitlines() == [f"{BAD}:{line}" for line in [
         "7: models[0].sha265: unknown key; did you mean 'sha256'?",
         "9: mqtt.prot: unknown key; did you mean 'port'?",
-        "11: logging.colour: unknown key; valid keys here: level",
+        "11: logging.colour: unknown key; valid keys here: level, decisions_file",
     ]]
 
 

@@ -82,3 +82,22 @@ def test_nothing_available_gives_no_target_and_says_why():
     d = decide(request(local=(), remote=(), excluded=(("npu", "delegate not found"),)))
     assert d.target is None and d.deadline_miss
     assert d.reason == "no usable target: npu delegate not found"
+
+
+def test_unknown_energy_decides_energy_and_edp_on_latency_and_says_why():
+    local = (LocalOption("cpu1", 25.0, 3.0), LocalOption("npu", 10.0, 3.5))
+    assert decide(request(Objective.ENERGY, local=local)).target == "gpu"  # energy known: the offload
+    why = "hwmon: /sys/class/hwmon/hwmon2/power1_input: vanished"
+    for objective in (Objective.ENERGY, Objective.EDP):
+        d = decide(request(objective, local=local, energy_unknown=why))
+        assert d.target == "npu" and d.objective is Objective.LATENCY
+        assert d.objective_fallback == f"energy unknown ({why}): {objective.value} decided on latency"
+        assert d.reason.startswith("npu: lowest latency (10.0 ms)") and d.reason.endswith(f"({d.objective_fallback})")
+    d = decide(request(Objective.LATENCY, local=local, energy_unknown=why))
+    assert d.objective_fallback is None and d.reason.startswith("npu: lowest latency")
+
+
+def test_unknown_energy_with_no_usable_target_still_says_both():
+    d = decide(request(Objective.ENERGY, local=(), remote=(), energy_unknown="no reading yet"))
+    assert d.target is None and d.objective_fallback.startswith("energy unknown (no reading yet)")
+    assert d.reason.startswith("no usable target") and "decided on latency" in d.reason

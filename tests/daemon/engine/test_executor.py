@@ -9,10 +9,13 @@ import pytest
 
 from edgeoffload.config import parse_policy_text
 from edgeoffload.decide.estimators import Epoch
-from edgeoffload.decide.types import NETWORK_PROFILES, IdleMode, RemoteOption
+from edgeoffload.decide.types import NETWORK_PROFILES, RemoteOption
+from edgeoffload.config.power import ModelledPowerConfig
 from edgeoffload.engine import executor as ex_mod
+from edgeoffload.engine.energy import EnergyBook
 from edgeoffload.engine.executor import Executor, ModelEntry, _timeout_s
 from edgeoffload.errors import RequestError, TransportError
+from edgeoffload.sensors.modelled import ModelledPower
 
 SHAPE = (1, 4, 4, 3)
 
@@ -32,14 +35,9 @@ class FakeBackend:
         return np.full((1, 3), 1 / 3, np.float32)
 
 
-class FakePower:
-    label = "modelled"
-
-    def active_power_w(self, target):
-        return 3.0
-
-    def idle_power_w(self, mode):
-        return 1.0 if mode is IdleMode.LOW else 2.0
+def energy_book():
+    """The real EnergyBook over modelled figures: 3 W active, idle 1 W (low) / 2 W (high)."""
+    return EnergyBook(ModelledPower(ModelledPowerConfig(idle_high_w=2.0, idle_low_w=1.0, default_active_w=3.0)))
 
 
 @dataclass
@@ -76,7 +74,7 @@ def make(policy_text="version: 1\nobjective: latency\n", remote_fail=False, loca
     holder = {"policy": parse_policy_text(policy_text, "p.yaml")}
     local = {"cpu1": FakeBackend("cpu1"), "npu": FakeBackend("npu", available=False)}
     ex = Executor(models={"m": ModelEntry("m", "0" * 64, "m", SHAPE, np.dtype(np.uint8))}, local_targets=local,
-                  remote_targets={}, power=FakePower(), policy=lambda: holder["policy"])
+                  remote_targets={}, energy=energy_book(), policy=lambda: holder["policy"])
     remote = FakeRemote(ex.epoch, fail=remote_fail)
     ex.remote["gpu"] = remote
     ex.seed_local("m", "cpu1", local_ms)

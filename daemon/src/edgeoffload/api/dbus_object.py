@@ -172,7 +172,7 @@ class Daemon1:
 
     @property
     def EnergySource(self) -> str:
-        return self.service.power.label
+        return self.service.energy.label
 
     @property
     def Models(self) -> list[str]:

@@ -26,7 +26,8 @@ def status_message(svc) -> dict:
             "file": str(svc.policy.path),
             "error": svc.policy.error,
         },
-        "energy_source": svc.power.label,
+        "energy_source": svc.energy.label,
+        "energy": svc.energy.describe(),
         "models": [{"name": m.name, "sha256": m.sha256, "remote_name": m.remote_name,
                     "input_shape": list(m.input_shape), "input_dtype": str(m.input_dtype)}
                    for m in svc.executor.models.values()] if svc.executor else [],
@@ -51,6 +52,7 @@ def decision_message(o: Outcome) -> dict:
         "fallback": o.fallback,
         "fallback_reason": o.fallback_reason,
         "objective": d.objective.value,
+        "objective_fallback": d.objective_fallback,
         "deadline_ms": d.deadline_ms,
         "deadline_miss_predicted": d.deadline_miss,
         "deadline_met": o.deadline_met,

@@ -94,13 +94,16 @@ class TargetConfig:
     threads: int = spec(integer(1, 64), 1)
     delegate: Path | None = spec(path_value, None)  # tflite_npu: DEFAULT_DELEGATE when not given
     delegate_options: dict[str, str] = spec(map_of(_option_value, key=string()), factory=dict)
+    # tflite_npu: loading the delegate, the first invoke (graph compile) and profiling run in a child process;
+    # one that takes longer than this (plus the profiling time) is killed and the target marked unavailable.
+    probe_timeout_s: float = spec(number(ge=1, le=3600), 120.0)
 
     @staticmethod
     def complete(values: dict[str, Any], given: frozenset[str]) -> Iterator[tuple[str, str]]:
         if values["type"] == "tflite_npu" and values["delegate"] is None:
             values["delegate"] = DEFAULT_DELEGATE
         if values["type"] == "tflite_cpu":
-            for key in ("delegate", "delegate_options"):
+            for key in ("delegate", "delegate_options", "probe_timeout_s"):
                 if key in given:
                     yield key, f"{key} is only for tflite_npu targets; this one is tflite_cpu"
 
@@ -135,6 +138,10 @@ class ProfilingConfig:
     duration_s: float | None = spec(optional(number(gt=0)), None)  # if set, profile this long instead of `runs`
     max_age_s: float = spec(number(gt=0), 604800.0)
     on_start: bool = spec(boolean, True)
+    # With a measured power source: board energy over a run of this length per model and target (warm-up
+    # excluded; the study used 150 s), after measuring the idle baseline for idle_baseline_s.
+    energy_duration_s: float = spec(number(gt=0, le=3600), 30.0)
+    idle_baseline_s: float = spec(number(ge=0.5, le=600), 5.0)
 
     @staticmethod
     def complete(values: dict[str, Any], given: frozenset[str]) -> Iterator[tuple[str, str]]:
@@ -155,6 +162,7 @@ class MqttConfig:
     summary_interval_s: float = spec(number(ge=0.5, le=86400), 10.0)
     queue_max: int = spec(integer(1, 1000000), 1000)
     client_id: str | None = spec(optional(string()), None)
+    power_interval_s: float = spec(number(ge=0, le=86400), 5.0)  # `power` messages (per rail, W); 0: none
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -177,6 +185,17 @@ class DbusConfig:
 @dataclass(frozen=True, kw_only=True)
 class LoggingConfig:
     level: str = spec(choice(("debug", "info", "warning", "error")), "info")
+    # Every executed request as a JSON line (UTC start/end, sequence number, target, measured energy):
+    # `edgeoffload-host energy` aligns it with a Joulescope recording.
+    decisions_file: Path | None = spec(optional(path_value), None)
+
+
+@dataclass(frozen=True, kw_only=True)
+class GpioMarkerConfig:
+    """A GPIO line driven high during each executed request, wired to a Joulescope GPI input."""
+
+    chip: Path = spec(path_value)  # the kernel GPIO character device, e.g. /dev/gpiochip0
+    line: int = spec(integer(0, 1023))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -194,6 +213,7 @@ class DaemonConfig:
     dbus: DbusConfig = spec(record(DbusConfig), factory=DbusConfig)
     workload: WorkloadConfig = spec(record(WorkloadConfig), factory=WorkloadConfig)
     logging: LoggingConfig = spec(record(LoggingConfig), factory=LoggingConfig)
+    gpio_marker: GpioMarkerConfig | None = spec(optional(record(GpioMarkerConfig)), None)
 
 
 def load_config(path: str | Path) -> DaemonConfig:

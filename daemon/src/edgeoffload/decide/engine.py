@@ -6,16 +6,19 @@ Pure: takes a `DecisionRequest` snapshot and returns a `Decision`. No I/O, no cl
 from __future__ import annotations
 
 from edgeoffload.decide.cost import is_usable, local_cost, remote_cost, score
-from edgeoffload.decide.types import Decision, DecisionRequest, Prediction
+from edgeoffload.decide.types import Decision, DecisionRequest, Objective, Prediction
 
 
 def decide(request: DecisionRequest) -> Decision:
     """Choose where to run one request; `Decision.reason` explains it in one line."""
     excluded = list(request.excluded)
     predictions = _predict_all(request, excluded)
+    objective, fallback = request.objective, None
+    if request.energy_unknown is not None and objective is not Objective.LATENCY:
+        objective = Objective.LATENCY
+        fallback = f"energy unknown ({request.energy_unknown}): {request.objective.value} decided on latency"
     if not predictions:
-        return Decision(request.model, None, request.objective, request.deadline_ms, True, (), tuple(excluded))
-    objective = request.objective
+        return Decision(request.model, None, objective, request.deadline_ms, True, (), tuple(excluded), fallback)
     ranked = sorted(predictions, key=lambda p: (not p.meets_deadline, score(p, objective), p.latency_ms))
     miss = not ranked[0].meets_deadline
     if miss:  # nothing meets the deadline: the fastest, flagged as a miss
@@ -23,11 +26,16 @@ def decide(request: DecisionRequest) -> Decision:
         ranked.remove(best)
         ranked.insert(0, best)
     return Decision(request.model, ranked[0].target, objective, request.deadline_ms, miss, tuple(ranked),
-                    tuple(excluded))
+                    tuple(excluded), fallback)
 
 
 def explain(d: Decision) -> str:
     """The one-line reason of a decision."""
+    reason = _explain_choice(d)
+    return reason if d.objective_fallback is None else f"{reason} ({d.objective_fallback})"
+
+
+def _explain_choice(d: Decision) -> str:
     if d.target is None:
         why = "; ".join(f"{t} {r}" for t, r in d.excluded) or "no targets configured"
         return f"no usable target: {why}"

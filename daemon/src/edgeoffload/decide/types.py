@@ -78,6 +78,9 @@ class DecisionRequest:
     never_offload: bool = False
     allowed_targets: frozenset[str] | None = None
     excluded: tuple[tuple[str, str], ...] = ()  # (target, reason) ruled out before the decision
+    # Why energy cannot be trusted now (a measured source failed), or None: energy and EDP objectives are
+    # then decided on latency, and the decision says so.
+    energy_unknown: str | None = None
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,8 @@ class Decision:
     deadline_miss: bool
     predictions: tuple[Prediction, ...]
     excluded: tuple[tuple[str, str], ...] = ()
+    # Set when the policy's objective could not be used: the objective decided on instead is `objective`.
+    objective_fallback: str | None = None
 
     @property
     def chosen(self) -> Prediction | None:

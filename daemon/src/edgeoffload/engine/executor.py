@@ -20,6 +20,7 @@ from edgeoffload.decide.engine import decide
 from edgeoffload.decide.estimators import Epoch, Ewma, moved
 from edgeoffload.decide.types import Decision, DecisionRequest, LocalOption, Prediction
 from edgeoffload.errors import BackendError, RequestError, TransportError, UnknownModelError
+from edgeoffload.sensors.gpio_marker import NullMarker
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,11 @@ class Outcome:
     output: np.ndarray
     started_unix_s: float
     ended_unix_s: float
+    # The same interval on the monotonic clock (power meters time their readings with it), and whether the
+    # GPIO marker line was high during it.
+    mono_start_s: float = float("nan")
+    mono_end_s: float = float("nan")
+    marked: bool = False
 
     @property
     def deadline_met(self) -> bool | None:
@@ -80,12 +86,13 @@ class Executor:
     material changed or the decision is older than DECISION_REFRESH_S.
     """
 
-    def __init__(self, *, models, local_targets, remote_targets, power, policy: Callable[[], object],
-                 on_outcome: Callable[[Outcome], None] | None = None) -> None:
+    def __init__(self, *, models, local_targets, remote_targets, energy, policy: Callable[[], object],
+                 on_outcome: Callable[[Outcome], None] | None = None, marker=None) -> None:
         self.models: dict[str, ModelEntry] = models
         self.local = local_targets      # name -> backend (kind "local")
         self.remote = remote_targets    # name -> RemoteTarget
-        self.power = power
+        self.energy = energy            # engine.energy.EnergyBook: power figures and their sources
+        self.marker = marker or NullMarker()  # a GPIO line high while a request executes (Joulescope GPI)
         self.policy = policy
         self.on_outcome = on_outcome
         self._local_ms: dict[tuple[str, str], Ewma] = {}
@@ -143,11 +150,13 @@ class Executor:
             elif est is None or est.value is None:
                 excluded.append((name, f"{entry.name} not loaded or not profiled here"))
             else:
-                local.append(LocalOption(name, est.value, self.power.active_power_w(name), self.power.label))
+                figure = self.energy.local(entry.name, name)
+                local.append(LocalOption(name, est.value, figure.power_w, figure.label))
         allowed = frozenset(policy.allowed_targets) if policy.allowed_targets is not None else None
         return DecisionRequest(entry.name, policy.objective, policy.deadline_for(entry.name),
-                               self.power.idle_power_w(policy.idle_mode), tuple(local), tuple(remote),
-                               entry.name in policy.never_offload, allowed, tuple(excluded))
+                               self.energy.idle_power_w(policy.idle_mode), tuple(local), tuple(remote),
+                               entry.name in policy.never_offload, allowed, tuple(excluded),
+                               self.energy.unknown_reason())
 
     # --- running ---------------------------------------------------------------------------------
     def run(self, model: str, x: np.ndarray, *, request_id: str | None = None) -> Outcome:
@@ -155,17 +164,20 @@ class Executor:
         x = _check_input(entry, x)
         decision = self.decide(model, tuple(x.shape))
         request_id = request_id or uuid.uuid4().hex[:16]
-        started = time.time()
-        t0 = time.perf_counter()
-        if decision.target is None:  # nothing the policy allows is usable: answer locally rather than fail
-            target, output = self._run_first_local(entry, x, decision)
-            fallback_reason, extra_mj = f"ran locally: {decision.reason}", 0.0
-        else:
-            target, output, fallback_reason, extra_mj = self._execute(entry, x, decision, request_id)
-        latency_ms = (time.perf_counter() - t0) * 1000.0
-        energy_mj = self._energy(target, latency_ms, extra_mj)
+        with self.marker.mark():
+            started, mono0 = time.time(), time.monotonic()
+            t0 = time.perf_counter()
+            if decision.target is None:  # nothing the policy allows is usable: answer locally rather than fail
+                target, output = self._run_first_local(entry, x, decision)
+                fallback_reason, extra_mj = f"ran locally: {decision.reason}", 0.0
+            else:
+                target, output, fallback_reason, extra_mj = self._execute(entry, x, decision, request_id)
+            latency_ms = (time.perf_counter() - t0) * 1000.0
+            ended, mono1 = time.time(), time.monotonic()
+        energy_mj, energy_source = self._energy(model, target, latency_ms, extra_mj)
         outcome = Outcome(next(self._seq), request_id, model, decision, target, fallback_reason is not None,
-                          fallback_reason, latency_ms, energy_mj, self.power.label, output, started, time.time())
+                          fallback_reason, latency_ms, energy_mj, energy_source, output, started, ended,
+                          mono0, mono1, self.marker.active)
         if self.on_outcome is not None:
             try:
                 self.on_outcome(outcome)
@@ -184,7 +196,7 @@ class Executor:
                 reason = f"offload to {chosen.target} failed: {exc}"
                 self.remote[chosen.target].mark_failed(str(exc))
                 log.warning("%s; falling back to local", reason)
-                extra_mj = waited_ms * self.power.idle_power_w(self.policy().idle_mode)
+                extra_mj = waited_ms * self.energy.idle_power_w(self.policy().idle_mode)
                 target, out = self._run_first_local(entry, x, decision)
                 return target, out, reason, extra_mj
         return chosen.target, self._run_local(entry, chosen.target, x), None, 0.0
@@ -216,10 +228,14 @@ class Executor:
                 self.epoch.bump()
         return out
 
-    def _energy(self, target: str, latency_ms: float, extra_mj: float) -> float:
+    def _energy(self, model: str, target: str, latency_ms: float, extra_mj: float) -> tuple[float, str]:
+        """Estimated device energy of an executed request (mJ) and its source: power figure × latency. The
+        decision log adds the meter's measurement of the request's own window (engine/decision_log.py)."""
         if target in self.remote:
-            return latency_ms * self.power.idle_power_w(self.policy().idle_mode) + extra_mj
-        return latency_ms * self.power.active_power_w(target) + extra_mj
+            idle_w = self.energy.idle_power_w(self.policy().idle_mode)
+            return latency_ms * idle_w + extra_mj, self.energy.idle_label()
+        figure = self.energy.local(model, target)
+        return latency_ms * figure.power_w + extra_mj, figure.label
 
 
 def _check_input(entry: ModelEntry, x: np.ndarray) -> np.ndarray:

@@ -39,6 +39,10 @@ class Profile:
     latency: LatencyStats
     power_w: float
     energy_source: str
+    # Measured with a meter (engine/energy_profile.EnergyRun.to_dict()), else None: energy is power_w × latency.
+    energy: dict | None = None
+    first_invoke_ms: float | None = None  # the first run alone (NPU: graph compile), apart from the warm-up
+    environment: dict | None = None  # thermal zones and cpufreq while profiling
 
     @property
     def key(self) -> str:
@@ -46,6 +50,8 @@ class Profile:
 
     @property
     def energy_mj(self) -> float:
+        if self.energy is not None:
+            return float(self.energy["total_energy_mj"])
         return self.latency.mean_ms * self.power_w
 
     def to_dict(self) -> dict:
@@ -55,13 +61,15 @@ class Profile:
             "measured_utc": utc_iso(self.measured_unix_s), "measured_unix_s": self.measured_unix_s,
             "warmup": self.warmup.to_dict(), "latency": self.latency.to_dict(),
             "power_w": self.power_w, "energy_mj": self.energy_mj, "energy_source": self.energy_source,
+            "energy": self.energy, "first_invoke_ms": self.first_invoke_ms, "environment": self.environment,
         }
 
     @classmethod
     def from_dict(cls, d: dict) -> "Profile":
         return cls(d["model"], d["sha256"], d["target"], d["target_signature"], d["runtime_version"],
                    float(d["measured_unix_s"]), WarmupStats(**d["warmup"]), LatencyStats(**d["latency"]),
-                   float(d["power_w"]), d["energy_source"])
+                   float(d["power_w"]), d["energy_source"], d.get("energy"), d.get("first_invoke_ms"),
+                   d.get("environment"))
 
 
 def profile_key(sha256: str, target_signature: str, runtime_version: str) -> str:

@@ -1,14 +1,74 @@
-"""The one table of power sources: config `power.type` -> the class that reads it."""
+"""The one table of power sources: config `power.type` -> what reads it, and the daemon's energy book.
+
+`modelled` needs no reader. Every other type is a `PowerReader` sampled by a `Meter`. Readers discover their
+rails when built; one whose sensor is absent at start (a driver that probes late, a bridge not yet running)
+is built again at the next sample, so the daemon starts anyway with energy unknown and recovers by itself.
+"""
 
 from __future__ import annotations
 
+from typing import Callable
+
+from edgeoffload.config.power import ModelledPowerConfig
+from edgeoffload.engine.energy import EnergyBook
+from edgeoffload.errors import SensorError
+from edgeoffload.sensors.base import LABEL_JOULESCOPE, LABEL_RAIL, ChannelInfo, PowerReader, PowerReading
+from edgeoffload.sensors.hwmon import HwmonPower
+from edgeoffload.sensors.iio import IioPower
+from edgeoffload.sensors.meter import Meter
 from edgeoffload.sensors.modelled import ModelledPower
+from edgeoffload.sensors.rapl import RaplPower
 
-POWER_SOURCES = {
-    "modelled": ModelledPower,
+JOULESCOPE_SAMPLE_HZ = 10.0  # the reader hands out the bridge's latest statistics; the bridge sets the rate
+
+POWER_READERS: dict[str, Callable[..., PowerReader]] = {
+    "hwmon": lambda cfg, **_: HwmonPower(cfg),
+    "iio": lambda cfg, **_: IioPower(cfg),
+    "rapl": lambda cfg, **_: RaplPower(cfg),
+    "joulescope": lambda cfg, *, mqtt, device_id: _joulescope(cfg, mqtt, device_id),
 }
+LABELS = {"hwmon": LABEL_RAIL, "iio": LABEL_RAIL, "rapl": LABEL_RAIL, "joulescope": LABEL_JOULESCOPE}
 
 
-def create_power_source(config):
-    """Build the power source named by `config.type` (validated by the config loader)."""
-    return POWER_SOURCES[config.type](config)
+def _joulescope(cfg, mqtt, device_id) -> PowerReader:
+    from edgeoffload.sensors.joulescope import JoulescopePower
+
+    return JoulescopePower(cfg, mqtt, device_id)
+
+
+class RetryingReader:
+    """A reader built on first use and rebuilt while its construction fails (SensorError each time)."""
+
+    def __init__(self, build: Callable[[], PowerReader], label: str) -> None:
+        self._build = build
+        self.label = label
+        self._reader: PowerReader | None = None
+
+    def _get(self) -> PowerReader:
+        if self._reader is None:
+            self._reader = self._build()
+        return self._reader
+
+    def read(self) -> PowerReading:
+        return self._get().read()
+
+    def channels(self) -> list[ChannelInfo]:
+        try:
+            return self._get().channels()
+        except SensorError:
+            return []
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+
+
+def create_energy(config, *, on_health: Callable[[bool, str | None], None] | None = None) -> EnergyBook:
+    """The energy book for the daemon config: modelled figures, plus a meter for a measured `power.type`."""
+    power = config.power
+    if power.type == "modelled":
+        return EnergyBook(ModelledPower(power))
+    build = POWER_READERS[power.type]
+    reader = RetryingReader(lambda: build(power, mqtt=config.mqtt, device_id=config.device_id), LABELS[power.type])
+    sample_hz = getattr(power, "sample_hz", JOULESCOPE_SAMPLE_HZ)
+    return EnergyBook(ModelledPower(ModelledPowerConfig()), Meter(reader, sample_hz=sample_hz, on_health=on_health))
