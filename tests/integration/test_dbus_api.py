@@ -42,7 +42,7 @@ def decoded(output: bytes, shape, dtype: str) -> np.ndarray:
 def test_introspection_matches_the_checked_in_xml(dbus_service, dbus_client, dbus_session):
     dbus_service()
     expected = interface_members(XML_FILE.read_text())
-    assert len([k for k in expected if k.startswith("method")]) == 8 and "signal Decision" in expected
+    assert len([k for k in expected if k.startswith("method")]) == 10 and "signal Decision" in expected
     assert interface_members(dbus_client.proxy().Introspect()) == expected
     xml = subprocess.run(
         [tool("gdbus"), "introspect", "--xml", "--address", dbus_session, "--dest", DEST[0], "--object-path",

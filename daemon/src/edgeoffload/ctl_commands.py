@@ -8,15 +8,19 @@ fix, 1: the daemon or the bus failed).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from pathlib import Path
 
 import numpy as np
 
-from .ctl_format import emit, flush, pairs, signal_line, table
+from .ctl_format import emit, flush, pairs, sensors_text, signal_line, table
+from .engine.energy_import import MAX_BYTES as ENERGY_PROFILE_MAX_BYTES
+from .errors import RequestError
 
 PROFILE_FIELDS = ("model", "target", "mean_ms", "p50_ms", "p99_ms", "stdev_ms", "energy_mj", "first_run_ms", "runs",
                   "measured_utc")
+IMPORT = "import"  # `profile import FILE`
 SIGNAL_ARGS = {
     "PolicyChanged": ("digest", "objective"),
     "PolicyRejected": ("error",),
@@ -92,16 +96,46 @@ class Targets(DaemonCommand):
 
 
 class Profile(DaemonCommand):
-    name, help = "profile", "re-profile models on local targets now (all unless named) and print the results"
+    """`profile [MODEL]` measures; `profile import FILE` imports energy measured elsewhere. The word `import`
+    in MODEL's place always means the import: a model literally named import is profiled with --model."""
+
+    name, help = "profile", ("re-profile models on local targets now (all unless named) and print the results, "
+                             "or import an energy profile: profile import FILE")
 
     def add_arguments(self, parser) -> None:
         super().add_arguments(parser)
-        parser.add_argument("model", nargs="?", default="", help="one model (default: every model)")
+        parser.add_argument("model", nargs="?", default="", metavar="MODEL | import",
+                            help="one model (default: every model); or `import FILE`")
+        parser.add_argument("file", nargs="?", type=Path, metavar="FILE",
+                            help="after import: an energy profile (JSON from edgeoffload-host energy --profile)")
+        parser.add_argument("--model", dest="model_option", metavar="MODEL",
+                            help="one model, as an option (how to name a model called 'import')")
         parser.add_argument("--target", default="", help="one local target (default: every available one)")
         parser.add_argument("--show", action="store_true", help="print the profiles in use; measure nothing")
         parser.set_defaults(timeout=600.0)
 
+    def run(self, args) -> int:
+        args.energy_profile = None
+        if args.model == IMPORT and args.model_option is None:
+            if args.file is None:
+                raise RequestError("profile import needs a FILE (an energy profile from edgeoffload-host energy "
+                                   "--profile); to profile a model named 'import': profile --model import")
+            if args.target or args.show:
+                raise RequestError("profile import FILE takes no --target or --show (the file names the targets)")
+            args.energy_profile = read_text_file(args.file, ENERGY_PROFILE_MAX_BYTES, "energy profile")
+        elif args.file is not None:
+            raise RequestError(f"profile takes one MODEL, got {args.model!r} and {str(args.file)!r}; to import "
+                               "an energy profile: profile import FILE")
+        elif args.model_option is not None:
+            if args.model:
+                raise RequestError(f"name the model once: MODEL {args.model!r} or --model "
+                                   f"{args.model_option!r}, not both")
+            args.model = args.model_option
+        return super().run(args)
+
     def talk(self, client, args) -> int:
+        if args.energy_profile is not None:
+            return self._import(client, args)
         if args.show:
             (rows,) = client.call("GetProfiles")
         else:
@@ -110,6 +144,44 @@ class Profile(DaemonCommand):
         shown = [r[:8] + (r[8],) for r in rows]
         emit(data, table(("MODEL", "TARGET", "MEAN_MS", "P50_MS", "P99_MS", "STDEV_MS", "ENERGY_MJ", "FIRST_MS",
                           "RUNS"), shown), args.json)
+        return 0
+
+    @staticmethod
+    def _import(client, args) -> int:
+        (reply,) = client.call("ImportEnergyProfile", "(s)", (args.energy_profile,), timeout_s=args.timeout)
+        entries = json.loads(reply)
+        lines = [f"imported {e['model']} on {e['target']}: {e['energy_mj_mean']:.3f} mJ/inference "
+                 f"({e['power_w']:.3f} W over {e['latency_ms_mean']:.3f} ms), source {e['source']} "
+                 f"({e['recording']})" for e in entries]
+        emit({"file": str(args.file), "entries": entries}, "\n".join(lines), args.json)
+        return 0
+
+
+def read_text_file(path: Path, max_bytes: int, what: str) -> str:
+    """The UTF-8 text of a file the user named, at most `max_bytes`; RequestError naming the file otherwise."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(max_bytes + 1)
+    except OSError as exc:
+        raise RequestError(f"{path}: cannot read the {what}: {exc.strerror or exc}") from None
+    if len(data) > max_bytes:
+        raise RequestError(f"{path}: more than {max_bytes} bytes, too large for an {what}: is it the right file?")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RequestError(f"{path}: not UTF-8 text (byte {exc.start}): an {what} is JSON") from None
+    if "\0" in text:  # D-Bus strings cannot carry it
+        raise RequestError(f"{path}: a NUL character at offset {text.index(chr(0))}: an {what} is JSON text")
+    return text
+
+
+class Sensors(DaemonCommand):
+    name, help = "sensors", "power rails with their latest readings, the energy source, temperatures, CPU clocks"
+
+    def talk(self, client, args) -> int:
+        (reply,) = client.call("GetSensors")
+        data = json.loads(reply)
+        emit(data, sensors_text(data), args.json)
         return 0
 
 
@@ -266,4 +338,4 @@ class Watch(DaemonCommand):
         return 0
 
 
-COMMANDS = (Status, Models, Targets, Profile, Decide, Infer, PolicyCmd, Reload, Watch)
+COMMANDS = (Status, Models, Targets, Sensors, Profile, Decide, Infer, PolicyCmd, Reload, Watch)

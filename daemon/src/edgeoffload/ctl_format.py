@@ -66,3 +66,54 @@ def signal_line(name: str, args: dict, as_json: bool) -> str:
 
 def flush() -> None:
     sys.stdout.flush()
+
+
+def sensors_text(data: dict) -> str:
+    """`edgeoffloadctl sensors`: the rails table, the energy source, then temperatures and CPU clocks."""
+    rows = [(c.get("source"), c.get("chip"), c.get("rail"), c.get("unit"), finite(c.get("power_w")),
+             finite(c.get("energy_j"))) for c in data.get("channels") or []]
+    energy = data.get("energy") or {}
+    lines = [table(("SOURCE", "CHIP", "RAIL", "UNIT", "POWER_W", "ENERGY_J"), rows) if rows
+             else _no_rails(energy.get("modelled") or {})]
+    state = "known" if energy.get("known") else f"unknown: {energy.get('problem')}"
+    idle = finite(energy.get("idle_power_w"))
+    lines.append(f"energy source: {energy.get('label')} ({state})"
+                 + (f", idle baseline {_cell(idle)} W" if idle is not None else ""))
+    lines += [f"imported: {i['model']} on {i['target']} {_cell(finite(i['power_w']))} W, {i['label']}"
+              for i in energy.get("imported") or []]
+    env = data.get("environment")
+    if env is None:
+        return "\n".join(lines + ["thermal and cpufreq: not read yet (the daemon is starting)"])
+    thermal, cpufreq = env.get("thermal") or {}, env.get("cpufreq") or {}
+    zones, policies = thermal.get("zones") or [], cpufreq.get("policies") or []
+    lines += [f"thermal: {thermal['error']}"] if thermal.get("error") else []
+    lines += [f"thermal {z['type'] or '?'} ({z['zone']}): {_celsius(z['temp_c'])}"
+              + (f" ({z['error']})" if z.get("error") else "") for z in zones]
+    lines += [] if zones or thermal.get("error") else ["thermal: no zones"]
+    lines += [f"cpufreq: {cpufreq['error']}"] if cpufreq.get("error") else []
+    lines += [_policy_line(p) for p in policies]
+    lines += [] if policies or cpufreq.get("error") else ["cpufreq: no policies"]
+    return "\n".join(lines)
+
+
+def _no_rails(modelled: dict) -> str:
+    if not modelled:
+        return "no power rails"
+    return (f"no power rails: modelled figures, {_cell(modelled.get('default_active_w'))} W per target while it "
+            f"runs, idle {_cell(modelled.get('idle_low_w'))} W (low) / {_cell(modelled.get('idle_high_w'))} W (high)")
+
+
+def _celsius(v: object) -> str:
+    return "-" if finite(v) is None else f"{v:.1f} °C"
+
+
+def _mhz(v: object) -> str:
+    return "-" if finite(v) is None else f"{v:.0f}"
+
+
+def _policy_line(p: dict) -> str:
+    cpus = ",".join(str(c) for c in p.get("cpus") or []) or "?"
+    text = (f"cpufreq {p['policy']} (cpus {cpus}): {_mhz(p['cur_freq_mhz'])} MHz, governor {p['governor'] or '-'} "
+            f"(min {_mhz(p['min_freq_mhz'])}, max {_mhz(p['max_freq_mhz'])}, hardware max "
+            f"{_mhz(p['hw_max_freq_mhz'])} MHz)")
+    return text + (f" ({p['error']})" if p.get("error") else "")

@@ -19,13 +19,15 @@ from edgeoffload.api import messages
 from edgeoffload.api.mqtt import MqttReporter
 from edgeoffload.api.sdnotify import Notifier
 from edgeoffload.backends.modelfile import load_model_file
-from edgeoffload.backends.registry import create_local_backend, target_signature
+from edgeoffload.backends.registry import create_local_backend
 from edgeoffload.backends.remote_target import RemoteTarget
 from edgeoffload.config import load_config, policy_warnings
 from edgeoffload.engine.executor import Executor, ModelEntry, Outcome
 from edgeoffload.engine.policy_watch import PolicyHolder
-from edgeoffload.engine.profiles import Profile, ProfileStore, profile_key, sample_input, time_runs
-from edgeoffload.errors import EdgeOffloadError, NotReadyError, PolicyInvalidError
+from edgeoffload.engine.energy_import import EnergyImports, parse_energy_profile
+from edgeoffload.engine.profiler import Profiler, environment
+from edgeoffload.engine.profiles import Profile, ProfileStore
+from edgeoffload.errors import EdgeOffloadError, NotReadyError, PolicyInvalidError, RequestError, SensorError
 from edgeoffload.profiling.tally import DecisionTally
 from edgeoffload.decide.types import IdleMode
 from edgeoffload.engine.decision_log import DecisionLog
@@ -45,11 +47,16 @@ class Service:
         self.runtime_version = "unknown"
         self.energy = create_energy(config, on_health=self._energy_health)
         self.decision_log: DecisionLog | None = None
+        self.marker_error: str | None = None
+        self._energy_known = True
         self.policy = PolicyHolder(config.policy_file, on_change=self._policy_changed)
         self.local: dict = {}
         self.remote: dict[str, RemoteTarget] = {}
         self.model_errors: dict[str, str] = {}
         self.profiles: dict[tuple[str, str], Profile] = {}
+        self.model_files: dict = {}  # name -> verified ModelFile
+        self.imports = EnergyImports(config.state_dir)
+        self.profiler: Profiler | None = None
         self.store = ProfileStore(config.state_dir)
         self.executor: Executor | None = None
         self.tally = DecisionTally()
@@ -71,7 +78,10 @@ class Service:
         entries = self._load_models()
         self.executor = Executor(models=entries, local_targets=self.local, remote_targets=self.remote,
                                  energy=self.energy, policy=lambda: self.policy.current, on_outcome=self._outcome,
-                                 marker=create_marker(self.config.gpio_marker))
+                                 marker=self._marker())
+        self._apply_imports(self.imports.load())
+        self.profiler = Profiler(config=self.config, local=self.local, executor=self.executor, energy=self.energy,
+                                 store=self.store, model_files=self.model_files)
         self.state = "profiling"
         self.profile(force=False)
         self._start_endpoints(entries)
@@ -79,10 +89,13 @@ class Service:
         self.reporter.start()
         self.policy.start()
         self.state = "running"
+        self._energy_known = self.energy.unknown_reason() is None
         self.publish_status()
         self.reporter.set_profile(messages.profile_message(self.profiles.values()))
         self._summary_thread = threading.Thread(target=self._summary_loop, name="summary", daemon=True)
         self._summary_thread.start()
+        if self.config.mqtt.power_interval_s > 0:
+            threading.Thread(target=self._power_loop, name="power", daemon=True).start()
         self.notifier.ready(self._one_line_status())
         if self.notifier.watchdog_interval_s:
             threading.Thread(target=self._watchdog_loop, name="watchdog", daemon=True).start()
@@ -92,7 +105,7 @@ class Service:
     def _open_local_targets(self) -> None:
         cache = self.config.state_dir / "npu-cache"
         for tcfg in self.config.targets:
-            kwargs = {"cache_dir": cache} if tcfg.type == "tflite_npu" else {}
+            kwargs = {"cache_dir": cache, "probe_timeout_s": tcfg.probe_timeout_s} if tcfg.type == "tflite_npu" else {}
             backend = create_local_backend(tcfg, **kwargs)
             backend.open()
             if not backend.available:
@@ -110,6 +123,7 @@ class Service:
                 self.model_errors[mcfg.name] = str(exc)
                 log.error("model %s not loaded: %s", mcfg.name, exc)
                 continue
+            self.model_files[mcfg.name] = mf
             spec = None
             for name, backend in self.local.items():
                 if not backend.available:
@@ -141,6 +155,15 @@ class Service:
                     mcfg.name, list(inputs[0].shape), inputs[0].dtype)
         return tuple(inputs[0].shape), np.dtype(inputs[0].dtype)
 
+    def _marker(self):
+        """The GPIO marker the config asks for; one that cannot be had is reported and requests run unmarked."""
+        try:
+            return create_marker(self.config.gpio_marker)
+        except SensorError as exc:
+            self.marker_error = str(exc)
+            log.error("no GPIO marker: %s", exc)
+            return create_marker(None)
+
     def _start_decision_log(self) -> None:
         path = self.config.logging.decisions_file
         if path is None:
@@ -154,12 +177,16 @@ class Service:
             self.decision_log = None
 
     def _energy_health(self, known: bool, reason: str | None) -> None:
-        """The meter lost or regained its sensor: decisions must be redone, everyone told."""
+        """The meter lost or regained its sensor (or its reason changed): decisions are redone, status
+        republished, and a change of known/unknown is an event (not before the service runs: status says it)."""
         if self.executor is not None:
             self.executor.epoch.bump()
-        self.reporter.publish_event({"event": "energy_known" if known else "energy_unknown", "reason": reason})
-        if self.state == "running":
-            self.publish_status()
+        if self.state != "running":
+            return
+        if known != self._energy_known:
+            self.reporter.publish_event({"event": "energy_known" if known else "energy_unknown", "reason": reason})
+        self._energy_known = known
+        self.publish_status()
 
     def _start_endpoints(self, entries: dict[str, ModelEntry]) -> None:
         wanted = sorted({e.remote_name for e in entries.values()})
@@ -191,49 +218,10 @@ class Service:
     def profile(self, *, model: str | None = None, target: str | None = None, force: bool = True) -> list[Profile]:
         """Profile models on available local targets; reuse fresh stored profiles unless `force`."""
         with self._profile_lock:
-            done = self._profile(model, target, force)
+            done = self.profiler.run(self.profiles, model, target, force)
         if self.state == "running":
             self.reporter.set_profile(messages.profile_message(self.profiles.values()))
         return done
-
-    def _profile(self, model: str | None, target: str | None, force: bool) -> list[Profile]:
-        pcfg = self.config.profiling
-        self.store.load()
-        done = []
-        for entry in self.executor.models.values():
-            if model is not None and entry.name != model:
-                continue
-            for name, backend in self.local.items():
-                if (target is not None and name != target) or not backend.available or not backend.loaded(entry.name):
-                    continue
-                tcfg = next(t for t in self.config.targets if t.name == name)
-                sig, rt = target_signature(tcfg), backend.runtime_version
-                key = profile_key(entry.sha256, sig, rt)
-                prof = None if force else self.store.get(key, max_age_s=pcfg.max_age_s, now_s=time.time())
-                if prof is not None:
-                    log.info("profile of %s on %s reused from %s", entry.name, name, self.store.path)
-                elif force or pcfg.on_start:
-                    prof = self._measure(entry, name, backend, sig, rt)
-                    self.store.put(prof)
-                else:
-                    log.warning("%s on %s has no stored profile and profiling.on_start is off: "
-                                "not used until profiled on demand", entry.name, name)
-                    continue
-                self.profiles[(entry.name, name)] = prof
-                self.executor.seed_local(entry.name, name, prof.latency.mean_ms)
-                done.append(prof)
-        return done
-
-    def _measure(self, entry: ModelEntry, name: str, backend, sig: str, rt: str) -> Profile:
-        pcfg = self.config.profiling
-        x = sample_input(entry.input_shape, entry.input_dtype)
-        warm, lat = time_runs(lambda v: backend.run(entry.name, v), x, warmup_runs=pcfg.warmup_runs,
-                              runs=pcfg.runs, duration_s=pcfg.duration_s)
-        log.info("profiled %s on %s: warm-up %d runs %.1f ms (first %.1f ms); mean %.3f ms p50 %.3f p99 %.3f "
-                 "stdev %.3f over %d runs", entry.name, name, warm.n, warm.total_ms, warm.first_ms, lat.mean_ms,
-                 lat.p50_ms, lat.p99_ms, lat.stdev_ms, lat.n)
-        return Profile(entry.name, entry.sha256, name, sig, rt, time.time(), warm, lat,
-                       self.energy.local(entry.name, name).power_w, self.energy.local(entry.name, name).label)
 
     # --- requests and reporting ------------------------------------------------------------------
     def infer(self, model: str, x, request_id: str | None = None) -> Outcome:
@@ -275,6 +263,31 @@ class Service:
         if self.dbus is not None:
             self.dbus.decision(o)
 
+    def sensors(self) -> dict:
+        """What the power source discovered with its latest readings, and the thermal/cpufreq state."""
+        return {"energy": self.energy.describe(), "channels": self.energy.sensors(),
+                "environment": environment(self.profiler.sysfs) if self.profiler else None}
+
+    def import_energy(self, text: str | bytes) -> list[dict]:
+        """Energy per inference measured elsewhere (format C): validated whole, then used and kept."""
+        entries = parse_energy_profile(text, "energy profile")
+        unknown = [f"{e.model} on {e.target}" for e in entries
+                   if e.model not in self.executor.models or e.target not in self.local]
+        if unknown:
+            raise RequestError(f"energy profile: no such model/local target here: {', '.join(unknown)} (models: "
+                               f"{', '.join(sorted(self.executor.models))}; targets: {', '.join(self.local)})")
+        self.imports.add(entries)
+        self._apply_imports(entries)
+        log.info("imported measured energy for %s", ", ".join(f"{e.model} on {e.target}" for e in entries))
+        self.publish_status()  # status carries energy.imported
+        return [e.to_dict() for e in entries]
+
+    def _apply_imports(self, entries) -> None:
+        for e in entries:
+            self.energy.set_imported(e.model, e.target, e.power_w, e.label)
+        if self.executor is not None:
+            self.executor.epoch.bump()
+
     def describe_targets(self) -> list[dict]:
         out = [{"name": n, "kind": "local", "available": b.available, "reason": b.unavailable_reason}
                for n, b in self.local.items()]
@@ -288,6 +301,8 @@ class Service:
             reasons.append(f"policy rejected, previous in force: {self.policy.error}")
         if self.dbus_error:
             reasons.append(f"no D-Bus API: {self.dbus_error}")
+        if self.marker_error:
+            reasons.append(f"no GPIO marker: {self.marker_error}")
         if self.energy.unknown_reason():
             reasons.append(f"energy unknown, energy/EDP decided on latency: {self.energy.unknown_reason()}")
         return reasons
@@ -341,6 +356,10 @@ class Service:
     def _summary_loop(self) -> None:
         while not self._stop.wait(self.config.mqtt.summary_interval_s):
             self.publish_summary()
+
+    def _power_loop(self) -> None:
+        while not self._stop.wait(self.config.mqtt.power_interval_s):
+            self.reporter.publish_power(messages.power_message(self.energy))
 
     def publish_summary(self) -> None:
         self.reporter.publish_summary(self.tally.summary())

@@ -16,7 +16,7 @@ import pytest
 
 from edgeoffload.backends.modelfile import load_model_file
 from edgeoffload.backends.npu import NpuBackend
-from edgeoffload.backends.npu_child import NpuProbeError
+from edgeoffload.backends.npu_probe import NpuProbeError
 from edgeoffload.backends.tflite import TfliteSession
 from edgeoffload.errors import BackendError
 from fixtures.delegates.build import build_fake_delegate, child_pids

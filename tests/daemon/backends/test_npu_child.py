@@ -16,7 +16,8 @@ import pytest
 
 from edgeoffload.backends.modelfile import load_model_file
 from edgeoffload.backends.npu import check_delegate, probe_npu
-from edgeoffload.backends.npu_child import NpuProbeError, child_environment, delegation_of, run_child
+from edgeoffload.backends.npu_child import delegation_of
+from edgeoffload.backends.npu_probe import NpuProbeError, child_environment, run_child
 from edgeoffload.errors import BackendError
 from fixtures.delegates.build import build_fake_delegate, child_pids
 
@@ -176,7 +177,7 @@ def test_a_hang_is_killed_and_named_by_its_phase(fake_delegate, q_model, options
 def test_a_crash_names_the_signal_and_the_phase_and_logs_the_childs_stderr(fake_delegate, q_model, options,
                                                                           signal_name, label, caplog,
                                                                           no_leftover_children):
-    caplog.set_level(logging.WARNING, logger="edgeoffload.backends.npu_child")
+    caplog.set_level(logging.WARNING, logger="edgeoffload.backends.npu_probe")
     with pytest.raises(NpuProbeError, match=rf"^NPU probe of tiny_q_16 crashed with {signal_name} in {label}; "
                                             "target npu disabled: check the delegate") as info:
         probe_npu(q_model, delegate=fake_delegate, options=options, runs=5, **FAST)

@@ -195,3 +195,25 @@ def test_dataclasses_are_frozen(tmp_path):
     with pytest.raises(AttributeError):
         config.device_id = "other"  # type: ignore[misc]
     assert isinstance(config.targets[0], TargetConfig)
+
+
+def test_joulescope_power_needs_mqtt(tmp_path):
+    assert problems_of(tmp_path, MINIMAL + "power:\n  type: joulescope\nmqtt:\n  enabled: false\n") == [
+        "d.yaml:7: power.type: joulescope statistics arrive over MQTT (edgeoffload-host joulescope publishes "
+        "them): set mqtt.enabled: true or choose another power type"]
+    assert load_config(write(tmp_path, MINIMAL + "power:\n  type: joulescope\n")).power.type == "joulescope"
+
+
+def test_energy_keys_defaults_and_bounds(tmp_path):
+    config = load_config(write(tmp_path, MINIMAL))
+    assert (config.profiling.energy_duration_s, config.profiling.idle_baseline_s) == (30.0, 5.0)
+    assert config.mqtt.power_interval_s == 5.0 and config.logging.decisions_file is None
+    assert config.gpio_marker is None and config.targets[2].probe_timeout_s == 120.0
+    text = MINIMAL + ("profiling:\n  energy_duration_s: 0\n  idle_baseline_s: .nan\ngpio_marker:\n  chip: /dev/gpiochip0\n"
+                      "  line: -1\ntargets:\n  - name: cpu1\n    type: tflite_cpu\n    probe_timeout_s: 5\n")
+    assert problems_of(tmp_path, text) == [
+        "d.yaml:7: profiling.energy_duration_s: must be greater than 0 and at most 3600, got 0",
+        "d.yaml:8: profiling.idle_baseline_s: must be a finite number, got nan",
+        "d.yaml:11: gpio_marker.line: must be between 0 and 1023, got -1",
+        "d.yaml:15: targets[0].probe_timeout_s: probe_timeout_s is only for tflite_npu targets; this one is tflite_cpu",
+    ]

@@ -53,8 +53,8 @@ def test_usage_errors_exit_2_and_help_exits_0(capsys):
 
 
 def test_subcommands_come_from_one_table():
-    assert [c.name for c in cli.CTL_COMMANDS] == ["check-config", "status", "models", "targets", "profile",
-                                                  "decide", "infer", "policy", "reload", "watch"]
+    assert [c.name for c in cli.CTL_COMMANDS] == ["check-config", "status", "models", "targets", "sensors",
+                                                  "profile", "decide", "infer", "policy", "reload", "watch"]
 
 
 def test_errors_are_mapped_once(capsys):

@@ -49,7 +49,8 @@ STRANGER, OPERATOR, ROOT = ("alice", ()), ("bob", ("edgeoffload",)), ("root", ("
 
 @pytest.mark.parametrize("member, stranger", [
     ("Infer", True), ("Decide", True), ("GetPolicy", True), ("GetProfiles", True), ("ListModels", True),
-    ("SetPolicy", False), ("Profile", False), ("ReloadConfig", False),
+    ("GetSensors", True), ("SetPolicy", False), ("Profile", False), ("ReloadConfig", False),
+    ("ImportEnergyProfile", False),
 ])
 def test_who_may_call_what(member, stranger):
     assert member in methods()
@@ -74,7 +75,7 @@ def test_every_method_is_covered_by_the_policy():
     named = {r.get("send_member") for p in policies() for r in p if r.get("send_interface") == NAME}
     assert named <= methods()
     assert methods() == {"Infer", "Decide", "Profile", "GetProfiles", "ListModels", "GetPolicy", "SetPolicy",
-                         "ReloadConfig"}
+                         "ReloadConfig", "GetSensors", "ImportEnergyProfile"}
 
 
 def test_a_real_dbus_daemon_accepts_the_policy(tmp_path):

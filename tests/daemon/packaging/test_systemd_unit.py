@@ -1,7 +1,6 @@
 """The systemd unit: notify + watchdog, restart, a dedicated user, hardening, the credential; and
 `systemd-analyze verify` where it is installed."""
 
-import configparser
 import shutil
 import subprocess
 import sys
@@ -14,11 +13,36 @@ from edgeoffload.api.mqtt_payloads import CREDENTIAL_NAME
 UNIT = Path(__file__).resolve().parents[3] / "daemon" / "systemd" / "edgeoffloadd.service"
 
 
-def service_section() -> configparser.SectionProxy:
-    parser = configparser.ConfigParser(strict=True, interpolation=None)
-    parser.optionxform = str
-    parser.read(UNIT)
-    return parser["Service"]
+class Section(dict):
+    """A unit section: `s[key]` is the value (keys given once); `s.all(key)` every value of a repeated key
+    (systemd allows DeviceAllow= and others more than once; configparser does not)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.repeated: dict[str, list[str]] = {}
+
+    def add(self, key: str, value: str) -> None:
+        self.repeated.setdefault(key, []).append(value)
+        self[key] = value
+
+    def all(self, key: str) -> list[str]:
+        return self.repeated.get(key, [])
+
+
+def service_section() -> Section:
+    section, current = Section(), None
+    for line in UNIT.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("["):
+            current = line.strip("[]")
+            continue
+        key, _, value = line.partition("=")
+        if current == "Service":
+            assert key not in section or key in ("DeviceAllow",), f"{key} given twice"
+            section.add(key, value)
+    return section
 
 
 def test_notify_watchdog_restart_and_reload():
@@ -35,7 +59,8 @@ def test_runs_as_a_dedicated_user_with_hardening_and_the_npu_node():
     assert s["ProtectSystem"] == "strict" and s["StateDirectory"] == "edgeoffload"
     assert s["ReadWritePaths"] == "/etc/edgeoffload"  # SetPolicy writes the policy file there, atomically
     assert s["NoNewPrivileges"] == "yes" and s["PrivateTmp"] == "yes"
-    assert s["DevicePolicy"] == "closed" and s["DeviceAllow"] == "/dev/galcore rw"
+    assert s["DevicePolicy"] == "closed"
+    assert s.all("DeviceAllow") == ["/dev/galcore rw", "char-gpiochip rw"]  # the NPU; the Joulescope marker line
 
 
 def test_mqtt_password_is_a_credential_the_daemon_reads():

@@ -138,3 +138,19 @@ def test_create_marker_follows_the_config(tmp_path):
 
     with pytest.raises(SensorError, match=f"^cannot open GPIO chip {tmp_path / 'gpiochip0'}: No such file"):
         create_marker(Section(tmp_path / "gpiochip0", 4))
+
+
+def test_a_marker_that_fails_mid_run_lets_the_request_run_unmarked(caplog):
+    """A line that can no longer be set (here: released; on a board, a chip that went away) must not fail
+    the request it marks: mark() yields False, logs once, and counts."""
+    marker = GpioMarker.__new__(GpioMarker)  # a real GpioMarker whose line was released: no chip needed
+    marker.chip_path, marker.line, marker._fd, marker.failures = "/dev/gpiochip9", 4, None, 0
+    ran = []
+    for _ in range(3):
+        with marker.mark() as marked:
+            ran.append(marked)
+    assert ran == [False, False, False] and marker.failures == 3
+    warnings = [r.getMessage() for r in caplog.records if "requests run unmarked" in r.getMessage()]
+    assert warnings == ["GPIO marker on /dev/gpiochip9 line 4 is closed (1 times): requests run unmarked"]
+    with NullMarker().mark() as marked:
+        assert marked is False

@@ -6,7 +6,9 @@ Handlers read and build variants directly: pydbus's generic conversion turns a 4
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 
 import numpy as np
 from gi.repository import GLib
@@ -132,6 +134,15 @@ class Daemon1:
         digest, restart_needed = self.service.reload_config()
         return GLib.Variant("(sas)", (digest, restart_needed))
 
+    def call_GetSensors(self, params: GLib.Variant) -> GLib.Variant:
+        return GLib.Variant("(s)", (to_json(self.service.sensors()),))
+
+    def call_ImportEnergyProfile(self, params: GLib.Variant) -> GLib.Variant:
+        (text,) = params.unpack()
+        entries = self.service.import_energy(text)  # RequestError (InvalidArgument): nothing changed
+        self.service.publish_status()  # the status (energy.imported) moved: MQTT and our properties follow
+        return GLib.Variant("(s)", (to_json(entries),))
+
     def _entry(self, model: str):
         entry = self.service.executor.models.get(model)
         if entry is None:
@@ -185,6 +196,21 @@ class Daemon1:
 
 
 _UNSET = object()
+
+
+def to_json(data: object) -> str:
+    """JSON for a string reply: NaN and infinities become null (JSON has none), other odd values their str."""
+    return json.dumps(_finite(data), allow_nan=False, default=str, separators=(",", ":"))
+
+
+def _finite(v: object) -> object:
+    if isinstance(v, float):
+        return v if math.isfinite(v) else None
+    if isinstance(v, dict):
+        return {str(k): _finite(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_finite(x) for x in v]
+    return v
 
 
 def _profile_row(p) -> tuple:

@@ -6,6 +6,7 @@ import math
 import platform
 
 from edgeoffload import __version__
+from edgeoffload.decide.types import IdleMode
 from edgeoffload.engine.executor import Outcome, prediction_dict
 from edgeoffload.engine.profiles import utc_iso
 
@@ -35,6 +36,17 @@ def status_message(svc) -> dict:
         "targets": svc.describe_targets(),
         "degraded": svc.degraded_reasons(),
     }
+
+
+def power_message(energy) -> dict:
+    """The latest reading per rail and in total (W, and J for counters), with the source and whether known."""
+    meter, problem = energy.meter, energy.unknown_reason()
+    latest = meter.latest() if meter is not None and problem is None else None  # no stale watts when unknown
+    rails = [] if latest is None else [{"rail": r.rail, "power_w": r.power_w, "energy_j": r.energy_j}
+                                       for r in latest.rails]
+    return {"source": energy.label, "known": problem is None, "problem": problem,
+            "power_w": None if latest is None else latest.power_w, "rails": rails,
+            "idle_power_w": energy.idle_power_w(IdleMode.LOW) if meter is not None else None}
 
 
 def profile_message(profiles) -> dict:

@@ -144,6 +144,10 @@ class MqttReporter:
         """A summary on ``decisions/summary`` (QoS 0); dropped and counted while offline."""
         self._publish_transient("decisions/summary", payload, qos=0)
 
+    def publish_power(self, payload: Any) -> None:
+        """Power per rail and in total on ``power`` (QoS 0, every mqtt.power_interval_s); dropped offline."""
+        self._publish_transient("power", payload, qos=0)
+
     def publish_event(self, payload: Any) -> None:
         """An event on ``events`` (QoS 1, not retained); dropped and counted while offline."""
         self._publish_transient("events", payload, qos=1)

@@ -19,14 +19,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from edgeoffload.backends.modelfile import ModelFile
-from edgeoffload.backends.npu_child import (
-    CACHE_ENV_DIR,
-    CACHE_ENV_ENABLE,
-    NpuProbeError,
-    child_environment,
-    one_line,
-    run_child,
-)
+from edgeoffload.backends.npu_child import one_line
+from edgeoffload.backends.npu_probe import CACHE_ENV_DIR, CACHE_ENV_ENABLE, NpuProbeError, child_environment, run_child
 from edgeoffload.backends.tflite import LocalBackend, import_interpreter_module, runtime_version
 from edgeoffload.errors import BackendError
 from edgeoffload.profiling.stats import LatencyStats, WarmupStats

@@ -256,6 +256,9 @@ def _cross_checks(raw: dict[str, Any], ctx: Ctx) -> None:
     active = _section(raw, "power", "active_w")
     if isinstance(active, dict):
         _report_unknown(list(active), "power.active_w", [t for t, _ in targets], "target", ctx, keys=True)
+    if _section(raw, "power", "type") == "joulescope" and _section(raw, "mqtt", "enabled") is False:
+        ctx.report("power.type", "joulescope statistics arrive over MQTT (edgeoffload-host joulescope publishes "
+                                  "them): set mqtt.enabled: true or choose another power type")
 
 
 def _section(raw: dict[str, Any], section: str, key: str) -> Any:

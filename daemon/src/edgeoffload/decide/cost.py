@@ -39,14 +39,15 @@ def remote_cost(option: RemoteOption, idle_power_w: float, deadline_ms: float | 
         "network_energy_mj": network_mj,
         "idle_energy_mj": total_ms * idle_power_w,
     }
-    return Prediction(option.target, "remote", total_ms, energy_mj, _meets(total_ms, deadline_ms), breakdown)
+    return Prediction(option.target, "remote", total_ms, energy_mj, _meets(total_ms, deadline_ms), breakdown,
+                      f"link profile {option.network.name} and idle power")
 
 
 def local_cost(option: LocalOption, deadline_ms: float | None) -> Prediction:
     """A local target costs what was measured: latency, and energy = active power × latency."""
     energy_mj = option.latency_ms * option.power_w
     return Prediction(option.target, "local", option.latency_ms, energy_mj, _meets(option.latency_ms, deadline_ms),
-                      {"power_w": option.power_w})
+                      {"power_w": option.power_w}, option.energy_source)
 
 
 def score(prediction: Prediction, objective: Objective) -> float:

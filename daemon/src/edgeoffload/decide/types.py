@@ -93,6 +93,7 @@ class Prediction:
     energy_mj: float
     meets_deadline: bool
     breakdown: dict[str, float] = field(default_factory=dict)
+    energy_source: str = ""  # where the energy figure's power came from ("measured rail", "modelled", ...)
 
     @property
     def edp_mj_ms(self) -> float:

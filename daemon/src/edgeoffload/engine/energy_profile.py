@@ -54,6 +54,7 @@ def measure_energy(meter, run: Callable[[np.ndarray], object], x: np.ndarray, *,
     while True:
         run(x)
         n += 1
+        sleep(0)  # let the meter's thread in: a tight loop of short runs holds the GIL and starves sampling
         end = time.monotonic()
         if end - start >= duration_s:
             break

@@ -164,7 +164,7 @@ class Executor:
         x = _check_input(entry, x)
         decision = self.decide(model, tuple(x.shape))
         request_id = request_id or uuid.uuid4().hex[:16]
-        with self.marker.mark():
+        with self.marker.mark() as marked:
             started, mono0 = time.time(), time.monotonic()
             t0 = time.perf_counter()
             if decision.target is None:  # nothing the policy allows is usable: answer locally rather than fail
@@ -177,7 +177,7 @@ class Executor:
         energy_mj, energy_source = self._energy(model, target, latency_ms, extra_mj)
         outcome = Outcome(next(self._seq), request_id, model, decision, target, fallback_reason is not None,
                           fallback_reason, latency_ms, energy_mj, energy_source, output, started, ended,
-                          mono0, mono1, self.marker.active)
+                          mono0, mono1, marked)
         if self.on_outcome is not None:
             try:
                 self.on_outcome(outcome)
@@ -259,4 +259,5 @@ def _timeout_s(decision: Decision, endpoint) -> float:
 
 def prediction_dict(p: Prediction) -> dict:
     return {"target": p.target, "kind": p.kind, "latency_ms": p.latency_ms, "energy_mj": p.energy_mj,
-            "edp_mj_ms": p.edp_mj_ms, "meets_deadline": p.meets_deadline, **p.breakdown}
+            "edp_mj_ms": p.edp_mj_ms, "meets_deadline": p.meets_deadline, "energy_source": p.energy_source,
+            **p.breakdown}

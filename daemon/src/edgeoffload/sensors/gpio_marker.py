@@ -89,6 +89,7 @@ class GpioMarker:
         finally:
             os.close(chip_fd)
         self._fd: int | None = struct.unpack_from("=i", request, REQUEST_FD_OFFSET)[0]
+        self.failures = 0
         log.info("GPIO marker on %s line %d (consumer %s)", self.chip_path, line, consumer)
 
     def set(self, high: bool) -> None:
@@ -99,13 +100,26 @@ class GpioMarker:
         self._ioctl(self._fd, GPIO_V2_LINE_SET_VALUES_IOCTL, values, f"set the line {'high' if high else 'low'}")
 
     @contextmanager
-    def mark(self) -> Iterator[None]:
-        """High for the duration of the `with` block, low after it (also when it raises)."""
-        self.set(True)
+    def mark(self) -> Iterator[bool]:
+        """High for the duration of the `with` block, low after it (also when it raises). Yields whether the
+        line went high: a marker that fails is logged and the request runs unmarked (never fails because
+        of it)."""
         try:
-            yield
+            self.set(True)
+        except SensorError as exc:
+            self.failures += 1
+            if self.failures == 1 or self.failures % 1000 == 0:
+                log.warning("%s (%d times): requests run unmarked", exc, self.failures)
+            yield False
+            return
+        try:
+            yield True
         finally:
-            self.set(False)
+            try:
+                self.set(False)
+            except SensorError as exc:
+                self.failures += 1
+                log.warning("%s: the line may stay high", exc)
 
     def close(self) -> None:
         """Release the line (safe to call twice)."""
@@ -160,8 +174,8 @@ class NullMarker:
     active = False
 
     @contextmanager
-    def mark(self) -> Iterator[None]:
-        yield
+    def mark(self) -> Iterator[bool]:
+        yield False
 
     def set(self, high: bool) -> None:
         pass

@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 HISTORY_S = 600.0  # long enough for a profiling run of the study's 150 s with its idle baseline
 MAX_SAMPLES = 200_000
 MAX_GAP_PERIODS = 5.0
+MIN_GAP_S = 0.25  # at high rates a few periods is within scheduling noise: not a missed reading
 
 
 class Meter:
@@ -101,13 +102,15 @@ class Meter:
         self.problem = problem
         if problem is not None:
             self.failures += 1
+        if before == problem:
+            return
         if (before is None) != (problem is None):
             if problem is None:
                 log.info("power source %s: energy known again", self.label)
             else:
                 log.warning("power source %s: energy unknown: %s", self.label, problem)
-            if self._on_health is not None:
-                self._on_health(problem is None, problem)
+        if self._on_health is not None:  # also when only the reason changed: status shows the current one
+            self._on_health(problem is None, problem)
 
     # --- queries -------------------------------------------------------------------------------------
     @property
@@ -150,8 +153,9 @@ class Meter:
     def _check_gaps(self, samples: list[PowerReading]) -> None:
         """Readings missed (the sensor failed, or the meter was starved) leave a gap the window would
         bridge with a straight line: past MAX_GAP_PERIODS periods that is a guess, not a measurement."""
+        limit = max(MAX_GAP_PERIODS * self.period_s, MIN_GAP_S)
         for a, b in zip(samples, samples[1:]):
-            if b.t_s - a.t_s > MAX_GAP_PERIODS * self.period_s:
+            if b.t_s - a.t_s > limit:
                 raise EnergyWindowError(f"power source {self.label}: no reading for {b.t_s - a.t_s:.3f} s "
                                         f"inside the window (sampling every {self.period_s:.3f} s)")
 
