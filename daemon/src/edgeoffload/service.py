@@ -263,10 +263,14 @@ class Service:
         if self.dbus is not None:
             self.dbus.decision(o)
 
+    def environment_now(self) -> dict | None:
+        """Thermal zones and cpufreq policies as they are now (in status and with every profile)."""
+        return environment(self.profiler.sysfs) if self.profiler is not None else None
+
     def sensors(self) -> dict:
         """What the power source discovered with its latest readings, and the thermal/cpufreq state."""
         return {"energy": self.energy.describe(), "channels": self.energy.sensors(),
-                "environment": environment(self.profiler.sysfs) if self.profiler else None}
+                "environment": self.environment_now()}
 
     def import_energy(self, text: str | bytes) -> list[dict]:
         """Energy per inference measured elsewhere (format C): validated whole, then used and kept."""

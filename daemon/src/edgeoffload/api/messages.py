@@ -29,6 +29,7 @@ def status_message(svc) -> dict:
         },
         "energy_source": svc.energy.label,
         "energy": svc.energy.describe(),
+        "environment": svc.environment_now(),
         "models": [{"name": m.name, "sha256": m.sha256, "remote_name": m.remote_name,
                     "input_shape": list(m.input_shape), "input_dtype": str(m.input_dtype)}
                    for m in svc.executor.models.values()] if svc.executor else [],
