@@ -147,7 +147,7 @@ def main() -> int:
     ap.add_argument("--models-dir", type=Path, default=Path("bench-out/models128"))
     ap.add_argument("--model", choices=MODELS, default=MODELS[0])
     ap.add_argument("--threads", type=int, default=1, help="interpreter threads (default 1)")
-    ap.add_argument("--rates", type=float, nargs="+", default=[20.0, 100.0, 1000.0],
+    ap.add_argument("--rates", type=float, nargs="+", default=[20.0, 50.0, 100.0, 1000.0],
                     help="sample rates in Hz (each > 0 and <= 1000, as the config allows)")
     ap.add_argument("--rounds", type=int, default=40)
     ap.add_argument("--calls", type=int, default=50, help="inferences per condition per round")

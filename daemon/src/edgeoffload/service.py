@@ -8,6 +8,7 @@ continues on error.
 from __future__ import annotations
 
 import dataclasses
+import re
 import logging
 import threading
 import time
@@ -36,6 +37,8 @@ from edgeoffload.sensors.registry import create_energy
 
 log = logging.getLogger(__name__)
 
+_NUMBERS = re.compile(r"\d+(\.\d+)?")
+
 
 class Service:
     def __init__(self, config, *, boot_id: str | None = None, config_path=None) -> None:
@@ -49,6 +52,7 @@ class Service:
         self.decision_log: DecisionLog | None = None
         self.marker_error: str | None = None
         self._energy_known = True
+        self._energy_reason_shape = ""
         self.policy = PolicyHolder(config.policy_file, on_change=self._policy_changed)
         self.local: dict = {}
         self.remote: dict[str, RemoteTarget] = {}
@@ -179,13 +183,17 @@ class Service:
     def _energy_health(self, known: bool, reason: str | None) -> None:
         """The meter lost or regained its sensor (or its reason changed): decisions are redone, status
         republished, and a change of known/unknown is an event (not before the service runs: status says it)."""
-        if self.executor is not None:
+        flipped = known != self._energy_known
+        if self.executor is not None and flipped:
             self.executor.epoch.bump()
         if self.state != "running":
             return
-        if known != self._energy_known:
+        shape = _NUMBERS.sub("#", reason or "")
+        if not flipped and shape == self._energy_reason_shape:
+            return  # only a number in the reason moved (e.g. "for 3.4 s" of silence): no new status each read
+        if flipped:
             self.reporter.publish_event({"event": "energy_known" if known else "energy_unknown", "reason": reason})
-        self._energy_known = known
+        self._energy_known, self._energy_reason_shape = known, shape
         self.publish_status()
 
     def _start_endpoints(self, entries: dict[str, ModelEntry]) -> None:

@@ -42,7 +42,7 @@ def test_every_type_has_a_row():
 def test_sysfs_types_default_to_the_real_sysfs_at_20_hz(tmp_path, kind, cls):
     config = load_power(tmp_path, f"power: {{type: {kind}}}\n")
     assert config == cls()
-    assert (config.type, config.sysfs, config.sample_hz) == (kind, Path("/sys"), 20.0)
+    assert (config.type, config.sysfs, config.sample_hz) == (kind, Path("/sys"), 50.0)
 
 
 def test_hwmon_rails(tmp_path):

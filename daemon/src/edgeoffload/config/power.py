@@ -77,7 +77,7 @@ class HwmonPowerConfig:
 
     type: str = spec(choice(["hwmon"]), "hwmon")
     sysfs: Path = spec(path_value, DEFAULT_SYSFS)
-    sample_hz: float = spec(number(gt=0, le=1000), 20.0)
+    sample_hz: float = spec(number(gt=0, le=1000), 50.0)
     rails: tuple[HwmonRailConfig, ...] = spec(list_of(record(HwmonRailConfig), min_len=1), ())
 
     @staticmethod
@@ -135,7 +135,7 @@ class IioPowerConfig:
 
     type: str = spec(choice(["iio"]), "iio")
     sysfs: Path = spec(path_value, DEFAULT_SYSFS)
-    sample_hz: float = spec(number(gt=0, le=1000), 20.0)
+    sample_hz: float = spec(number(gt=0, le=1000), 50.0)
     devices: tuple[IioDeviceConfig, ...] = spec(list_of(record(IioDeviceConfig), min_len=1), ())
 
     @staticmethod
@@ -156,7 +156,7 @@ class RaplPowerConfig:
 
     type: str = spec(choice(["rapl"]), "rapl")
     sysfs: Path = spec(path_value, DEFAULT_SYSFS)
-    sample_hz: float = spec(number(gt=0, le=1000), 20.0)
+    sample_hz: float = spec(number(gt=0, le=1000), 50.0)
     zones: tuple[str, ...] = spec(list_of(string(), min_len=1, unique=True), ())
 
 

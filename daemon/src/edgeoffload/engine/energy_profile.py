@@ -45,6 +45,7 @@ def measure_energy(meter, run: Callable[[np.ndarray], object], x: np.ndarray, *,
                    duration_s: float, sleep: Callable[[float], None] = time.sleep) -> EnergyRun:
     """SensorError (naming the meter's problem) when the meter cannot cover either window."""
     settle_s = 3 * meter.period_s + 0.5
+    _covered(meter, time.monotonic(), settle_s, "the start")  # a reading before the idle window opens
     t0 = time.monotonic()
     sleep(idle_s)
     t1 = time.monotonic()

@@ -33,10 +33,11 @@ class Meter:
 
     def __init__(self, reader: PowerReader, *, sample_hz: float, history_s: float = HISTORY_S,
                  clock: Callable[[], float] = time.monotonic,
-                 on_health: Callable[[bool, str | None], None] | None = None) -> None:
+                 on_health: Callable[[bool, str | None], None] | None = None, max_gap_s: float = MIN_GAP_S) -> None:
         self.reader = reader
         self.label = reader.label
         self.period_s = 1.0 / float(sample_hz)
+        self.max_gap_s = max(MAX_GAP_PERIODS * self.period_s, max_gap_s)
         self._clock = clock
         self._on_health = on_health
         self._samples: deque[PowerReading] = deque(maxlen=min(MAX_SAMPLES, int(history_s * sample_hz) + 1))
@@ -153,9 +154,8 @@ class Meter:
     def _check_gaps(self, samples: list[PowerReading]) -> None:
         """Readings missed (the sensor failed, or the meter was starved) leave a gap the window would
         bridge with a straight line: past MAX_GAP_PERIODS periods that is a guess, not a measurement."""
-        limit = max(MAX_GAP_PERIODS * self.period_s, MIN_GAP_S)
         for a, b in zip(samples, samples[1:]):
-            if b.t_s - a.t_s > limit:
+            if b.t_s - a.t_s > self.max_gap_s:
                 raise EnergyWindowError(f"power source {self.label}: no reading for {b.t_s - a.t_s:.3f} s "
                                         f"inside the window (sampling every {self.period_s:.3f} s)")
 

@@ -71,4 +71,8 @@ def create_energy(config, *, on_health: Callable[[bool, str | None], None] | Non
     build = POWER_READERS[power.type]
     reader = RetryingReader(lambda: build(power, mqtt=config.mqtt, device_id=config.device_id), LABELS[power.type])
     sample_hz = getattr(power, "sample_hz", JOULESCOPE_SAMPLE_HZ)
-    return EnergyBook(ModelledPower(ModelledPowerConfig()), Meter(reader, sample_hz=sample_hz, on_health=on_health))
+    # The Joulescope's readings come at the bridge's statistics rate (--rate, down to 1 Hz): a gap up to the
+    # staleness limit is the rate, not a lost reading.
+    max_gap_s = getattr(power, "stale_after_s", 0.0)
+    meter = Meter(reader, sample_hz=sample_hz, on_health=on_health, max_gap_s=max_gap_s)
+    return EnergyBook(ModelledPower(ModelledPowerConfig()), meter)
