@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 SCHEMA = 1
 QUEUE_MAX = 10_000
+GPI_WAIT_S = 0.5  # the bridge publishes a marked window a few tens of ms after its falling edge
+GPI_MISSES_BEFORE_NO_WAIT = 3  # then look without waiting until a window turns up again (no backlog)
 
 
 def log_line(o: Outcome, measured: dict | None) -> dict:
@@ -55,6 +57,7 @@ class DecisionLog:
         self._file = None
         self.dropped = 0
         self.written = 0
+        self._gpi_misses = 0
 
     def start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -86,10 +89,24 @@ class DecisionLog:
             if outcome is None:
                 return
             try:
-                self._file.write(json.dumps(log_line(outcome, self._measure(outcome)), allow_nan=False) + "\n")
+                measured = self._measure(outcome)
+                gpi = self._gpi_window(outcome)
+                if gpi is not None:
+                    measured = {**(measured or {}), "energy_gpi_window": gpi}
+                self._file.write(json.dumps(log_line(outcome, measured), allow_nan=False) + "\n")
                 self.written += 1
             except (OSError, ValueError) as e:
                 log.warning("decision log %s: cannot write request %d: %s", self.path, outcome.seq, e)
+
+    def _gpi_window(self, o: Outcome) -> dict | None:
+        """The instrument's sample-accurate energy of a marked request (the bridge's GPI window), if any."""
+        finder = getattr(self.meter.reader, "window_for", None) if self.meter is not None else None
+        if not o.marked or finder is None:
+            return None
+        wait_s = GPI_WAIT_S if self._gpi_misses < GPI_MISSES_BEFORE_NO_WAIT else 0.0
+        window = finder(o.started_unix_s, o.ended_unix_s, timeout_s=wait_s)
+        self._gpi_misses = 0 if window is not None else self._gpi_misses + 1
+        return window
 
     def _measure(self, o: Outcome) -> dict | None:
         """The meter's energy over [start, end] of the request, or why there is none."""

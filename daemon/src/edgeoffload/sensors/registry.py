@@ -58,6 +58,14 @@ class RetryingReader:
         except SensorError:
             return []
 
+    def window_for(self, start_unix_s: float, end_unix_s: float, *, timeout_s: float = 0.0) -> dict | None:
+        """A GPI-marked window's measurement (readers that have them: the Joulescope's), else None."""
+        try:
+            finder = getattr(self._get(), "window_for", None)
+        except SensorError:
+            return None
+        return None if finder is None else finder(start_unix_s, end_unix_s, timeout_s=timeout_s)
+
     def close(self) -> None:
         if self._reader is not None:
             self._reader.close()
