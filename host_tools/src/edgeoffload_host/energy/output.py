@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import tempfile
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +21,7 @@ from typing import Any
 
 from edgeoffload_host.energy.errors import EnergyError
 from edgeoffload_host.energy.measure import Entry, Idle
+from edgeoffload_host.files import write_new_or_replace
 
 PROFILE_SCHEMA = 1
 PROFILE_KIND = "edgeoffload.energy-profile"
@@ -128,23 +127,5 @@ def check_outputs(outputs: dict[str, Path | None], inputs: Sequence[Path], force
 
 
 def write_atomic(path: Path, data: bytes, force: bool) -> int:
-    """Write via a temporary file beside `path`: a new name, or (with force) replacing the old file at once."""
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as e:
-        raise EnergyError(f"{path}: cannot write in {path.parent}: {e.strerror or e}") from e
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        if force:
-            os.replace(tmp, path)
-        else:
-            os.link(tmp, path)  # fails if the name appeared meanwhile: never overwrites
-    except FileExistsError:
-        raise EnergyError(f"{path} already exists; pass --force to replace it") from None
-    except OSError as e:
-        raise EnergyError(f"{path}: cannot write: {e.strerror or e}") from e
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return len(data)
+    """Write an output atomically, never over an existing file unless `force` (EnergyError otherwise)."""
+    return write_new_or_replace(path, data, force, EnergyError)

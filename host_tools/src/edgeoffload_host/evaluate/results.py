@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from typing import Any
 from edgeoffload.errors import EdgeOffloadError
 from edgeoffload_host.evaluate.inputs import ModelInfo
 from edgeoffload_host.evaluate.measure import HeldOut, Measured
+from edgeoffload_host.files import write_new_or_replace
 
 RESULTS_SCHEMA = 1
 RESULTS_KIND = "edgeoffload-evaluation"
@@ -80,22 +80,7 @@ def check_writable(path: Path, force: bool) -> None:
 def write_file(path: Path, data: bytes, force: bool) -> int:
     """Write via a temporary file: a new name, or (with force) replacing the old file atomically."""
     check_writable(path, force)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        if force:
-            os.replace(tmp, path)
-        else:
-            os.link(tmp, path)  # fails if the name appeared meanwhile: still never overwrites
-    except FileExistsError:
-        raise ResultsError(f"{path} already exists; pass --force to replace it") from None
-    except OSError as e:
-        raise ResultsError(f"{path}: cannot write: {e.strerror or e}") from e
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return len(data)
+    return write_new_or_replace(path, data, force, ResultsError)
 
 
 def read_results(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
 import threading
 from pathlib import Path
@@ -12,6 +11,7 @@ from pathlib import Path
 from edgeoffload.errors import ConfigError
 from edgeoffload_host.joulescope.bridge import Bridge, BridgeSummary, BrokerSettings
 from edgeoffload_host.joulescope.instrument import GPI_FIELDS, STATISTICS_RATES_HZ, open_instrument
+from edgeoffload_host.signals import install_stop_handlers, restore_handlers
 
 log = logging.getLogger(__name__)
 
@@ -86,14 +86,14 @@ class JoulescopeCommand:
         instrument = open_instrument(args.serial, args.rate, args.gpi, jls)
         bridge = Bridge(instrument, BrokerSettings(host, port, args.username, password), args.device_id, args.gpi)
         stop = threading.Event()
-        previous = _install_stop_handlers(stop)
+        previous = install_stop_handlers(stop)
         print(f"bridging {instrument.name} to {host}:{port} on {bridge.topic} at {args.rate} Hz"
               + (f", GPI{args.gpi} windows" if args.gpi is not None else "")
               + (f", recording {jls}" if jls else "") + "; Ctrl-C stops", flush=True)
         try:
             summary = bridge.run(stop, args.duration)
         finally:
-            _restore(previous)
+            restore_handlers(previous)
         _report(summary, jls)
         return 0
 
@@ -126,18 +126,3 @@ def _report(summary: BridgeSummary, jls: Path | None) -> None:
         size = jls.stat().st_size if jls.exists() else 0
         print(f"recorded {jls} ({size / 1e6:.1f} MB)")
         print(f"next: edgeoffload-host energy {jls} --log DECISIONS.jsonl (the daemon's log.decisions_file)")
-
-
-def _install_stop_handlers(stop: threading.Event) -> dict:
-    """SIGINT and SIGTERM set ``stop`` (only possible from the main thread)."""
-    if threading.current_thread() is not threading.main_thread():
-        return {}
-    previous = {}
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        previous[signum] = signal.signal(signum, lambda *_: stop.set())
-    return previous
-
-
-def _restore(previous: dict) -> None:
-    for signum, handler in previous.items():
-        signal.signal(signum, handler)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
 import threading
 
 from edgeoffload.errors import ModelError
 from edgeoffload_host.serve.http import DEFAULT_MAX_REQUEST_BYTES, DEFAULT_READ_TIMEOUT_S, start_server
+from edgeoffload_host.signals import install_stop_handlers, restore_handlers
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ class ServeCommand:
             print(f"edgeoffload-host serve: no loadable *.tflite model in {args.models}", file=sys.stderr)
             return 2
         stop = threading.Event()
-        previous = _install_stop_handlers(stop)  # before the line: whoever reads it may signal at once
+        previous = install_stop_handlers(stop)  # before the line: whoever reads it may signal at once
         print(f"serving {', '.join(server.repository.names)} at {server.url}", flush=True)
         try:
             while not stop.wait(0.5):
@@ -80,22 +80,7 @@ class ServeCommand:
         except KeyboardInterrupt:
             pass
         finally:
-            _restore(previous)
+            restore_handlers(previous)
             logger.info("stopping the endpoint at %s", server.url)
             server.close()
         return 0
-
-
-def _install_stop_handlers(stop: threading.Event) -> dict:
-    """SIGINT and SIGTERM set ``stop`` (only possible from the main thread)."""
-    if threading.current_thread() is not threading.main_thread():
-        return {}
-    previous = {}
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        previous[signum] = signal.signal(signum, lambda *_: stop.set())
-    return previous
-
-
-def _restore(previous: dict) -> None:
-    for signum, handler in previous.items():
-        signal.signal(signum, handler)
