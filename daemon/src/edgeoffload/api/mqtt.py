@@ -55,6 +55,26 @@ class MqttSettings(Protocol):
 # -- payload helpers (pure) ---------------------------------------------------------------------
 
 
+def new_client(settings: MqttSettings, client_id: str, password: str | None, logger: str) -> mqtt.Client:
+    """A paho (callback API v2) client for the `mqtt:` settings: logging, reconnect back-off, credentials and
+    TLS; the caller adds its callbacks and connects. ConfigError when the CA file cannot be loaded."""
+    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id)
+    client.enable_logger(logging.getLogger(logger))
+    client.suppress_exceptions = True
+    client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
+    if settings.username:
+        client.username_pw_set(settings.username, password)
+    elif password is not None:
+        log.warning("an MQTT password is configured but no mqtt.username; connecting without credentials")
+    if settings.tls:
+        ca_file = str(settings.ca_file) if settings.ca_file else None
+        try:
+            client.tls_set(ca_certs=ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"mqtt.ca_file: cannot load CA certificates from {ca_file}: {exc}") from exc
+    return client
+
+
 class MqttReporter:
     """Publishes the daemon's state to an MQTT broker; every method is a cheap no-op when disabled.
 
@@ -183,22 +203,8 @@ class MqttReporter:
         return self._settings.client_id or default_client_id(self._device_id, self._boot_id)
 
     def _make_client(self, password: str | None) -> mqtt.Client:
-        s = self._settings
-        client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=self._client_id())
-        client.enable_logger(logging.getLogger(f"{__name__}.paho"))
-        client.suppress_exceptions = True
-        client.max_queued_messages_set(int(s.queue_max))
-        client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
-        if s.username:
-            client.username_pw_set(s.username, password)
-        elif password is not None:
-            log.warning("an MQTT password is configured but no mqtt.username; connecting without credentials")
-        if s.tls:
-            ca_file = str(s.ca_file) if s.ca_file else None
-            try:
-                client.tls_set(ca_certs=ca_file)
-            except (OSError, ssl.SSLError) as exc:
-                raise ConfigError(f"mqtt.ca_file: cannot load CA certificates from {ca_file}: {exc}") from exc
+        client = new_client(self._settings, self._client_id(), password, f"{__name__}.paho")
+        client.max_queued_messages_set(int(self._settings.queue_max))
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_connect_fail = self._on_connect_fail

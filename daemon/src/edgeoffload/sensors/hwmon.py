@@ -23,7 +23,7 @@ from edgeoffload.config.power import HwmonPowerConfig, HwmonRailConfig
 from edgeoffload.errors import SensorError
 from edgeoffload.sensors.base import ChannelInfo, RailSample
 from edgeoffload.sensors.sysfs import (
-    SysfsReader, SysfsRoot, checked_energy_j, checked_power_w, found_text, unique_chip_ids, unique_rail_names,
+    SysfsReader, SysfsRoot, checked_energy_j, checked_power_w, found_text, scan_chips, unique_rail_names,
 )
 
 HWMON_DIR = "class/hwmon"
@@ -104,12 +104,8 @@ class HwmonPower(SysfsReader[HwmonRail]):
 
 def scan_hwmon(root: SysfsRoot) -> list[HwmonChip]:
     """Every hwmon chip under `root` with the channels that yield power."""
-    dirs = [d for d in root.glob(f"{HWMON_DIR}/hwmon*")
-            if _CHIP_DIR.fullmatch(os.path.basename(d)) and root.exists(d)]  # a dangling link is no chip
-    names = [root.read_text(f"{d}/name") if root.exists(f"{d}/name") else os.path.basename(d) for d in dirs]
-    ids = unique_chip_ids(root, list(zip(names, dirs)))
     return [HwmonChip(name, chip_id, d, _chip_rails(root, name, chip_id, d))
-            for name, chip_id, d in zip(names, ids, dirs)]
+            for name, chip_id, d in scan_chips(root, f"{HWMON_DIR}/hwmon*", _CHIP_DIR)]
 
 
 def _chip_rails(root: SysfsRoot, chip: str, chip_id: str, rel: str) -> tuple[HwmonRail, ...]:

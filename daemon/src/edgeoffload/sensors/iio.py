@@ -24,7 +24,7 @@ from edgeoffload.config.power import UNIT_FACTORS, IioDeviceConfig, IioPowerConf
 from edgeoffload.errors import SensorError
 from edgeoffload.sensors.base import ChannelInfo, RailSample
 from edgeoffload.sensors.sysfs import (
-    SysfsReader, SysfsRoot, checked_energy_j, checked_power_w, found_text, unique_chip_ids, unique_rail_names,
+    SysfsReader, SysfsRoot, checked_energy_j, checked_power_w, found_text, scan_chips, unique_rail_names,
 )
 
 IIO_DIR = "bus/iio/devices"
@@ -143,12 +143,8 @@ def _select(wanted: IioDeviceConfig, device: IioDevice, key: str, where: str) ->
 
 def scan_iio(root: SysfsRoot) -> list[IioDevice]:
     """Every IIO device under `root` with the channels that yield power (ABI units)."""
-    dirs = [d for d in root.glob(f"{IIO_DIR}/iio:device*")
-            if _DEVICE_DIR.fullmatch(os.path.basename(d)) and root.exists(d)]  # a dangling link is no device
-    names = [root.read_text(f"{d}/name") if root.exists(f"{d}/name") else os.path.basename(d) for d in dirs]
-    ids = unique_chip_ids(root, list(zip(names, dirs)))
     return [IioDevice(name, chip_id, d, _device_rails(root, name, chip_id, d))
-            for name, chip_id, d in zip(names, ids, dirs)]
+            for name, chip_id, d in scan_chips(root, f"{IIO_DIR}/iio:device*", _DEVICE_DIR)]
 
 
 def _device_rails(root: SysfsRoot, chip: str, chip_id: str, rel: str) -> tuple[IioRail, ...]:

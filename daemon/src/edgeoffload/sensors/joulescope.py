@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import ssl
 import threading
 import time
 import uuid
@@ -26,9 +25,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
-from edgeoffload.api.mqtt import RECONNECT_MAX_S, RECONNECT_MIN_S, MqttSettings
+from edgeoffload.api.mqtt import MqttSettings, new_client
 from edgeoffload.api.mqtt_payloads import device_topic, resolve_password
 from edgeoffload.errors import ConfigError, SensorError
 from edgeoffload.sensors.base import LABEL_JOULESCOPE, ChannelInfo, PowerReading, RailSample
@@ -220,20 +218,8 @@ class JoulescopePower:
     def _start_client(self, device_id: str) -> mqtt.Client:
         s = self._settings
         base = s.client_id or f"edgeoffload-{device_id}"
-        client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
-                             client_id=f"{base}-joulescope-{uuid.uuid4().hex[:8]}")
-        client.enable_logger(logging.getLogger(f"{__name__}.paho"))
-        client.suppress_exceptions = True
-        client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
-        password = resolve_password(s.password_file)
-        if s.username:
-            client.username_pw_set(s.username, password)
-        if s.tls:
-            ca_file = str(s.ca_file) if s.ca_file else None
-            try:
-                client.tls_set(ca_certs=ca_file)
-            except (OSError, ssl.SSLError) as exc:
-                raise ConfigError(f"mqtt.ca_file: cannot load CA certificates from {ca_file}: {exc}") from exc
+        client = new_client(s, f"{base}-joulescope-{uuid.uuid4().hex[:8]}", resolve_password(s.password_file),
+                            f"{__name__}.paho")
         client.on_connect = self._on_connect
         client.on_disconnect = lambda *args: self._connected.clear()
         client.on_message = lambda _c, _u, message: self.handle(message.topic, bytes(message.payload))

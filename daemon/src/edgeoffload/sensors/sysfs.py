@@ -167,6 +167,15 @@ def unique_chip_ids(sysfs: SysfsRoot, chips: Sequence[tuple[str, str]]) -> list[
     return ids
 
 
+def scan_chips(sysfs: SysfsRoot, pattern: str, dir_name: re.Pattern[str]) -> list[tuple[str, str, str]]:
+    """(name, unique id, directory) of every chip directory matching the glob `pattern` whose base name
+    fully matches `dir_name` (hwmon3, iio:device0); the `name` file, else the directory's name, names it.
+    A dangling link (a chip removed while listed) is no chip."""
+    dirs = [d for d in sysfs.glob(pattern) if dir_name.fullmatch(os.path.basename(d)) and sysfs.exists(d)]
+    names = [sysfs.read_text(f"{d}/name") if sysfs.exists(f"{d}/name") else os.path.basename(d) for d in dirs]
+    return list(zip(names, unique_chip_ids(sysfs, list(zip(names, dirs))), dirs))
+
+
 def unique_rail_names(rails: Sequence[RailT]) -> tuple[RailT, ...]:
     """Rails (dataclasses with `rail` and `channel`) of one chip that share a label are named `rail#N`."""
     names = [r.rail for r in rails]
