@@ -10,6 +10,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
+
+DEVICE_TOPIC = "edgeoffload/v1/test-board/"  # the topics of the device loop_helpers.write_config names
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "sysfs"
 
 # tests/fixtures/sysfs/README.md: the rails of each hwmon tree and their exact power (W).
@@ -110,3 +113,13 @@ class RaplRamp:
             last = raw
             tmp.write_text(f"{raw}\n")
             os.replace(tmp, self.dir / "energy_uj")
+
+
+def image(seed=0):
+    """A 16x16x3 uint8 request for the tiny models."""
+    return np.random.default_rng(seed).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+
+
+def event(probe, name: str, timeout: float = 3.0) -> dict:
+    """The next `events` message named `name` (MqttProbe), as JSON."""
+    return probe.wait_for(DEVICE_TOPIC + "events", lambda m: m.json()["event"] == name, timeout).json()

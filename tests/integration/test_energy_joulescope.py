@@ -18,12 +18,11 @@ import re
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from energy_helpers import wait_until  # noqa: E402
+from energy_helpers import event, image, wait_until  # noqa: E402
 from joulescope_helpers import PERIOD_S, POWER_W, TOPIC, RunningBridge, joulescope_overrides  # noqa: E402
 from loop_helpers import model_dir, write_config, write_policy  # noqa: E402
 
@@ -74,14 +73,6 @@ def start_service(tmp_path, tiny_models, mosquitto):
     for svc in started:
         if svc.state != "stopped":
             svc.stop()
-
-
-def image(seed=0):
-    return np.random.default_rng(seed).integers(0, 256, (16, 16, 3), dtype=np.uint8)
-
-
-def event(probe, name: str, timeout: float = 3.0) -> dict:
-    return probe.wait_for(DEVICE_TOPIC + "events", lambda m: m.json()["event"] == name, timeout).json()
 
 
 def energy_known(svc) -> bool:

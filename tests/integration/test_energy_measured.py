@@ -9,13 +9,12 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 from energy_helpers import (  # noqa: E402
-    BOARD_W, CHIP_DIR, RAILS_W, RAPL_ZONE, RaplRamp, Unplugged, energy_config, sysfs_copy, wait_until,
+    BOARD_W, CHIP_DIR, RAILS_W, RAPL_ZONE, RaplRamp, Unplugged, energy_config, event, image, sysfs_copy, wait_until,
 )
 from loop_helpers import model_dir, write_config, write_policy  # noqa: E402
 
@@ -60,14 +59,6 @@ def start_service(tmp_path, models):
     for svc in started:
         if svc.state != "stopped":
             svc.stop()
-
-
-def image(seed=0):
-    return np.random.default_rng(seed).integers(0, 256, (16, 16, 3), dtype=np.uint8)
-
-
-def event(probe, name: str, timeout: float = 3.0) -> dict:
-    return probe.wait_for(TOPIC + "events", lambda m: m.json()["event"] == name, timeout).json()
 
 
 def energy_reasons(svc) -> list[str]:

@@ -19,7 +19,6 @@ from edgeoffload.backends.npu import NpuBackend
 from edgeoffload.backends.npu_probe import NpuProbeError
 from edgeoffload.backends.tflite import TfliteSession
 from edgeoffload.errors import BackendError
-from fixtures.delegates.build import build_fake_delegate, child_pids
 
 
 @dataclass
@@ -30,18 +29,6 @@ class Target:
     delegate_options: dict[str, str] = field(default_factory=dict)
     name: str = "npu"
     threads: int = 2
-
-
-@pytest.fixture(scope="module")
-def fake_delegate(tmp_path_factory) -> Path:
-    return build_fake_delegate(tmp_path_factory.mktemp("delegate"))
-
-
-@pytest.fixture
-def no_leftover_children():
-    before = child_pids()
-    yield
-    assert child_pids() - before == set(), "a probe child outlived its test (not killed or not reaped)"
 
 
 @pytest.fixture(autouse=True)

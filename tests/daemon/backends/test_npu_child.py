@@ -10,7 +10,6 @@ import shutil
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -19,21 +18,8 @@ from edgeoffload.backends.npu import check_delegate, probe_npu
 from edgeoffload.backends.npu_child import delegation_of
 from edgeoffload.backends.npu_probe import NpuProbeError, child_environment, run_child
 from edgeoffload.errors import BackendError
-from fixtures.delegates.build import build_fake_delegate, child_pids
 
 FAST = {"timeout_s": 1.0, "term_grace_s": 0.5}  # a hang is declared after 1 s in a phase
-
-
-@pytest.fixture(scope="module")
-def fake_delegate(tmp_path_factory) -> Path:
-    return build_fake_delegate(tmp_path_factory.mktemp("delegate"))
-
-
-@pytest.fixture
-def no_leftover_children():
-    before = child_pids()
-    yield
-    assert child_pids() - before == set(), "a probe child outlived its test (not killed or not reaped)"
 
 
 @pytest.fixture
