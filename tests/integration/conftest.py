@@ -29,8 +29,9 @@ which makes a missing broker an error.
     A private ``dbus-daemon`` (session-type config, ``unix:dir=`` in a short temporary folder, EXTERNAL
     auth, everything allowed) for this test; ``DBUS_SESSION_BUS_ADDRESS`` points at it for the test's
     duration (so a Service with ``dbus.bus: session`` and child processes use it) and the fixture yields
-    the address. Connect clients with ``pydbus.connect(address)`` (a private connection), never
-    ``pydbus.SessionBus()`` (a process-wide singleton that would outlive the bus). Without
+    the address. Connect clients with ``dbus_helpers.Client(address)`` (a private connection), never
+    ``pydbus.SessionBus()`` (a process-wide singleton that would outlive the bus) nor ``pydbus.connect()``
+    (it can deadlock the test process: ``edgeoffload.api.dbus_client.private_connection`` says why). Without
     ``dbus-daemon``, PyGObject or pydbus these tests skip, unless ``EDGEOFFLOAD_REQUIRE_DBUS=1`` (CI).
 ``dbus_service``, ``dbus_client``, ``dbus_signals``
     A Service factory publishing on that bus, a client connection, and a recorder of the daemon's signals

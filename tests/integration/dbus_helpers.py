@@ -27,6 +27,7 @@ import pydbus  # noqa: E402
 from gi.repository import Gio, GLib  # noqa: E402
 
 import edgeoffload.api  # noqa: E402
+from edgeoffload.api.dbus_client import private_connection  # noqa: E402
 
 BUS_NAME = IFACE = "org.edgeoffload.Daemon1"
 OBJECT_PATH = "/org/edgeoffload/Daemon1"
@@ -122,7 +123,7 @@ class Client:
     """A private pydbus connection to the bus at `address` (closed by `close`)."""
 
     def __init__(self, address: str) -> None:
-        self.bus = pydbus.connect(address)
+        self.bus = pydbus.bus.Bus(private_connection(address))  # never pydbus.connect(): it can deadlock
 
     def proxy(self):
         return self.bus.get(BUS_NAME, OBJECT_PATH)
@@ -326,9 +327,7 @@ def wait_for_subscriber(address: str, pid: int, timeout: float = 30.0) -> str:
     """Wait until process `pid` has a match rule for our daemon's signals on the bus; its unique name.
 
     Uses dbus-daemon's Debug.Stats interface (skips the test on a bus built without it)."""
-    con = Gio.DBusConnection.new_for_address_sync(
-        address, Gio.DBusConnectionFlags.AUTHENTICATION_CLIENT | Gio.DBusConnectionFlags.MESSAGE_BUS_CONNECTION,
-        None, None)
+    con = private_connection(address)
 
     def bus_call(interface: str, method: str, args: GLib.Variant | None = None):
         return con.call_sync("org.freedesktop.DBus", "/org/freedesktop/DBus", interface, method, args, None,

@@ -3,8 +3,10 @@ daemon on the same bus, and stopping with calls in flight."""
 
 from __future__ import annotations
 
+import gc
 import sys
 import threading
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -208,3 +210,24 @@ def test_stopping_under_load_answers_every_call(dbus_service, dbus_session):
         assert not any(t.is_alive() for t in callers), "a call never returned"
     assert len(outcomes) == 40
     assert [o for o in outcomes if o[0] not in GONE] == []
+
+
+
+def test_no_connection_is_held_by_a_toggle_reference(dbus_service, dbus_session):
+    """pydbus.connect() stores its Bus on the connection's Python wrapper; PyGObject then holds the connection
+    by a toggle reference, and freeing it (the cycle collector does, in any thread, GIL held) can deadlock
+    the process against GDBus's worker thread: a CI run hung so (edgeoffload.api.dbus_client.private_connection
+    tells the whole story). A toggle reference keeps the wrapper alive while GLib still holds the connection
+    (a closed one, until its 'closed' notice is dispatched); without one the wrapper goes with the last
+    Python reference. Both the daemon's connection and our clients' must go."""
+    client = Client(dbus_session)
+    client_con = weakref.ref(client.bus.con)
+    client.close()
+    del client
+    gc.collect()
+    assert client_con() is None, "the client's connection is held by a toggle reference"
+    svc = dbus_service()
+    daemon_con = weakref.ref(svc.dbus._bus.con)
+    svc.stop()
+    gc.collect()
+    assert svc.dbus._bus is None and daemon_con() is None, "the daemon's connection is held by a toggle reference"

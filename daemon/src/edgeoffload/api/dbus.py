@@ -131,15 +131,17 @@ class DbusApi:
         context.pop_thread_default()
 
     def _publish(self) -> None:
-        import pydbus
         from gi.repository import Gio
+        from pydbus.bus import Bus
         from pydbus.registration import ObjectRegistration
 
+        from .dbus_client import private_connection
         from .dbus_object import Wrapper
 
         kind = Gio.BusType.SYSTEM if self.config.bus == "system" else Gio.BusType.SESSION
         address = Gio.dbus_address_get_for_bus_sync(kind, None)
-        self._bus = pydbus.connect(address)  # a private connection: closing it leaves the bus cleanly
+        # a private connection (closing it leaves the bus cleanly), not pydbus.connect(): see private_connection
+        self._bus = Bus(private_connection(address))
         node = Gio.DBusNodeInfo.new_for_xml(XML)
         wrapper = Wrapper(self.object, node.interfaces, self)
         self._published.append(ObjectRegistration(self._bus, OBJECT_PATH, node.interfaces, wrapper, own_wrapper=True))

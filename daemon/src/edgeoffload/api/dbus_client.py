@@ -22,6 +22,22 @@ CALLERS_MISTAKES = {"UnknownModel", "InvalidArgument", "PolicyInvalid", "ConfigI
 NOT_RUNNING = {"ServiceUnknown", "NameHasNoOwner"}
 
 
+def private_connection(address: str):
+    """A new Gio.DBusConnection of its own to the bus at `address` (GLib.Error when it cannot connect).
+
+    The daemon wraps it in `pydbus.bus.Bus(...)`; never use `pydbus.connect()`: it stores the Bus on the
+    connection's Python wrapper, so PyGObject holds the connection by a toggle reference in a reference
+    cycle. The cycle collector then frees it, in any thread, with the GIL held, and the connection's
+    dispose waits for GDBus's global lock, which GDBus's worker thread may hold while it waits for the GIL
+    (to tell PyGObject about another such connection gaining a reference): the whole process deadlocks.
+    A plain connection is freed by reference counting, where PyGObject lets go of the GIL first.
+    """
+    from gi.repository import Gio
+
+    flags = Gio.DBusConnectionFlags.AUTHENTICATION_CLIENT | Gio.DBusConnectionFlags.MESSAGE_BUS_CONNECTION
+    return Gio.DBusConnection.new_for_address_sync(address, flags, None, None)
+
+
 @dataclass(frozen=True)
 class InferReply:
     output: np.ndarray
@@ -49,8 +65,7 @@ class DaemonClient:
                 address = Gio.dbus_address_get_for_bus_sync(kind, None)
             else:
                 address = bus
-            flags = Gio.DBusConnectionFlags.AUTHENTICATION_CLIENT | Gio.DBusConnectionFlags.MESSAGE_BUS_CONNECTION
-            self.connection = Gio.DBusConnection.new_for_address_sync(address, flags, None, None)
+            self.connection = private_connection(address)
         except GLib.Error as exc:
             raise ServiceError(f"cannot connect to the {bus} bus: {exc.message}") from None
 
