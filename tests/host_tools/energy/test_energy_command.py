@@ -267,3 +267,20 @@ def test_help_says_what_a_pulse_count_mismatch_does(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "pairing keeps the longest prefix whose pulses match the lines in width and spacing" in text
     assert "fails only when not even the first pair matches" in text
+
+
+def test_a_profile_the_daemon_would_refuse_is_not_written(tmp_path, capsys):
+    """The profile is read back as `edgeoffloadctl profile import` reads it before anything is written: a
+    recording in which nothing drew power (the instrument not in the supply line) gives no files."""
+    bursts = [Burst(0.2, 0.007, 0.0), Burst(0.5, 0.007, 0.0)]
+    recording = write_recording(tmp_path / "run.jls", bursts, Layout(idle_w=0.0))
+    log = bursts_log(tmp_path / "decisions.jsonl", bursts)
+    csv_file, profile = tmp_path / "energy.csv", tmp_path / "profile.json"
+    status = main(["energy", str(recording), "--log", str(log), "--csv", str(csv_file), "--profile", str(profile)])
+    err = capsys.readouterr().err
+    assert status == 2, err
+    assert ("--profile: entries[0].energy_mj_mean: expected a finite number > 0, got 0.0; the daemon would "
+            "refuse this profile, so it is not written") in err
+    assert not csv_file.exists() and not profile.exists()
+    assert main(["energy", str(recording), "--log", str(log), "--csv", str(csv_file)]) == 0  # without --profile
+    assert csv_file.exists()

@@ -32,7 +32,7 @@ from edgeoffload_host.energy.measure import (
 from edgeoffload_host.energy.output import (
     check_outputs,
     entry_values,
-    profile_document,
+    profile_bytes,
     to_csv,
     to_markdown,
     to_png,
@@ -107,12 +107,13 @@ class EnergyCommand:
             steps.warn(notes)
         entries = summarize(measured, idle)
         title = f"Energy per inference: {recording_path.name}, aligned by {alignment.method}"
+        profile_data = None if outputs["--profile"] is None else \
+            profile_bytes(entries, idle, recording=recording_path.name, alignment=alignment.method)
         contents = {
             "--csv": lambda: to_csv(entries, idle).encode(),
             "--markdown": lambda: to_markdown(entries, idle, title).encode(),
             "--png": lambda: to_png(entries, title),
-            "--profile": lambda: (json.dumps(profile_document(entries, idle, recording=recording_path.name,
-                                                              alignment=alignment.method), indent=2) + "\n").encode(),
+            "--profile": lambda: profile_data,
         }
         for flag, path in outputs.items():
             if path is not None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -104,6 +105,21 @@ def profile_document(entries: Sequence[Entry], idle: Idle, *, recording: str, al
         "created_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "alignment": alignment,
         "entries": [{k: v for k, v in entry_values(e, idle).items() if k in keep} for e in entries],
     }
+
+
+def profile_bytes(entries: Sequence[Entry], idle: Idle, *, recording: str, alignment: str) -> bytes:
+    """The profile file, read back as the daemon will (edgeoffloadctl profile import): EnergyError, before
+    anything is written, when the daemon would refuse it (a window that measured no energy, say)."""
+    from edgeoffload.engine.energy_import import parse_energy_profile
+    from edgeoffload.errors import RequestError
+
+    data = (json.dumps(profile_document(entries, idle, recording=recording, alignment=alignment), indent=2)
+            + "\n").encode()
+    try:
+        parse_energy_profile(data, where="--profile")
+    except RequestError as exc:
+        raise EnergyError(f"{exc}; the daemon would refuse this profile, so it is not written") from None
+    return data
 
 
 def check_outputs(outputs: dict[str, Path | None], inputs: Sequence[Path], force: bool) -> None:
