@@ -8,22 +8,19 @@ continues on error.
 from __future__ import annotations
 
 import dataclasses
-import re
 import logging
+import re
 import threading
 import time
 import uuid
 
-import numpy as np
-
 from edgeoffload.api import messages
 from edgeoffload.api.mqtt import MqttReporter
 from edgeoffload.api.sdnotify import Notifier
-from edgeoffload.backends.modelfile import load_model_file
-from edgeoffload.backends.registry import create_local_backend
 from edgeoffload.backends.remote_target import RemoteTarget
 from edgeoffload.config import load_config, policy_warnings
 from edgeoffload.engine.executor import Executor, ModelEntry, Outcome
+from edgeoffload.engine.loading import load_models, open_local_targets
 from edgeoffload.engine.policy_watch import PolicyHolder
 from edgeoffload.engine.energy_import import EnergyImports, parse_energy_profile
 from edgeoffload.engine.profiler import Profiler, environment
@@ -78,8 +75,10 @@ class Service:
         self._start_decision_log()
         self.policy.load_initial()
         self._warn_policy_names(self.policy.current)
-        self._open_local_targets()
-        entries = self._load_models()
+        self.local = open_local_targets(self.config)
+        versions = [b.runtime_version for b in self.local.values() if b.available]
+        self.runtime_version = versions[-1] if versions else "unknown"
+        entries = load_models(self.config, self.local, model_files=self.model_files, errors=self.model_errors)
         self.executor = Executor(models=entries, local_targets=self.local, remote_targets=self.remote,
                                  energy=self.energy, policy=lambda: self.policy.current, on_outcome=self._outcome,
                                  marker=self._marker())
@@ -105,59 +104,6 @@ class Service:
             threading.Thread(target=self._watchdog_loop, name="watchdog", daemon=True).start()
         log.info("edgeoffload %s ready: %d models, targets %s", self.config.device_id, len(entries),
                  ", ".join(t["name"] + ("" if t["available"] else " (unavailable)") for t in self.describe_targets()))
-
-    def _open_local_targets(self) -> None:
-        cache = self.config.state_dir / "npu-cache"
-        for tcfg in self.config.targets:
-            kwargs = {"cache_dir": cache, "probe_timeout_s": tcfg.probe_timeout_s} if tcfg.type == "tflite_npu" else {}
-            backend = create_local_backend(tcfg, **kwargs)
-            backend.open()
-            if not backend.available:
-                log.warning("target %s unavailable: %s", tcfg.name, backend.unavailable_reason)
-            else:
-                self.runtime_version = backend.runtime_version
-            self.local[tcfg.name] = backend
-
-    def _load_models(self) -> dict[str, ModelEntry]:
-        entries = {}
-        for mcfg in self.config.models:
-            try:
-                mf = load_model_file(mcfg.file, manifest_path=mcfg.manifest, expected_sha256=mcfg.sha256)
-            except EdgeOffloadError as exc:
-                self.model_errors[mcfg.name] = str(exc)
-                log.error("model %s not loaded: %s", mcfg.name, exc)
-                continue
-            self.model_files[mcfg.name] = mf
-            spec = None
-            for name, backend in self.local.items():
-                if not backend.available:
-                    continue
-                try:
-                    backend.load(mf, name=mcfg.name)
-                    spec = spec or backend.input_spec(mcfg.name)
-                except EdgeOffloadError as exc:
-                    self.model_errors[f"{mcfg.name}@{name}"] = str(exc)
-                    log.error("model %s cannot run on %s: %s", mcfg.name, name, exc)
-            if spec is not None:
-                shape_dtype = (tuple(spec.shape), np.dtype(spec.dtype))
-            else:
-                shape_dtype = self._offload_only(mcfg, mf)
-            if shape_dtype is None:
-                continue
-            entries[mcfg.name] = ModelEntry(mcfg.name, mf.sha256, mcfg.remote_name, *shape_dtype)
-        return entries
-
-    def _offload_only(self, mcfg, mf) -> tuple[tuple[int, ...], np.dtype] | None:
-        """A model no local target can run is still served by offloading, with its input from the manifest."""
-        inputs = mf.manifest.tensors.inputs if mf.manifest is not None else ()
-        if not self.config.endpoints or len(inputs) != 1:
-            why = "no endpoint is configured" if inputs else "its manifest does not describe one input tensor"
-            self.model_errors.setdefault(mcfg.name, f"no local target could load it and it cannot be offloaded: {why}")
-            return None
-        self.model_errors.setdefault(mcfg.name, "no local target could load it: runs offload-only")
-        log.warning("model %s: no local target can run it; offload-only (input %s %s from its manifest)",
-                    mcfg.name, list(inputs[0].shape), inputs[0].dtype)
-        return tuple(inputs[0].shape), np.dtype(inputs[0].dtype)
 
     def _marker(self):
         """The GPIO marker the config asks for; one that cannot be had is reported and requests run unmarked."""
