@@ -173,18 +173,20 @@ def _probe_result(r: dict[str, Any], model: ModelFile, *, target: str, delegate:
 class NpuBackend(LocalBackend):
     """A TFLite interpreter per model with the VX delegate; ``threads`` run the ops the NPU cannot.
 
-    ``check_timeout_s`` bounds the delegate check in ``open()``; ``probe_timeout_s`` is the default per-phase
-    limit of ``probe()`` (and of the probe ``load()`` runs for a model not probed yet).
+    ``check_timeout_s`` bounds the delegate check in ``open()`` (default: CHECK_TIMEOUT_S or
+    ``probe_timeout_s``, whichever is less, so the configured limit also bounds loading the delegate);
+    ``probe_timeout_s`` is the default per-phase limit of ``probe()`` (and of the probe ``load()`` runs for a
+    model not probed yet).
     """
 
     def __init__(self, config: NpuTargetConfig, *, cache_dir: str | os.PathLike[str] | None = None,
-                 check_timeout_s: float = CHECK_TIMEOUT_S, probe_timeout_s: float = PROBE_TIMEOUT_S,
+                 check_timeout_s: float | None = None, probe_timeout_s: float = PROBE_TIMEOUT_S,
                  term_grace_s: float = 2.0):
         super().__init__(config)
         self.delegate_path = Path(config.delegate)
         self.delegate_options = {str(k): str(v) for k, v in dict(config.delegate_options or {}).items()}
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
-        self.check_timeout_s = check_timeout_s
+        self.check_timeout_s = min(CHECK_TIMEOUT_S, probe_timeout_s) if check_timeout_s is None else check_timeout_s
         self.probe_timeout_s = probe_timeout_s
         self.term_grace_s = term_grace_s
         self._cache_ready = False

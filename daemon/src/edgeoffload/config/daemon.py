@@ -95,7 +95,8 @@ class TargetConfig:
     delegate: Path | None = spec(path_value, None)  # tflite_npu: DEFAULT_DELEGATE when not given
     delegate_options: dict[str, str] = spec(map_of(_option_value, key=string()), factory=dict)
     # tflite_npu: loading the delegate, the first invoke (graph compile) and profiling run in a child process;
-    # one that takes longer than this (plus the profiling time) is killed and the target marked unavailable.
+    # one that takes longer than this (plus the profiling time; loading the delegate: at most 30 s) is killed
+    # and the target marked unavailable.
     probe_timeout_s: float = spec(number(ge=1, le=3600), 120.0)
 
     @staticmethod
