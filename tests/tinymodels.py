@@ -64,3 +64,16 @@ def run_directly(path: Path, x):
     interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
     interpreter.invoke()
     return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+
+
+def reference_scores(path: Path, x):
+    """The bare interpreter's answer as the daemon returns it: float32 scores, an integer output dequantized
+    ((raw - zero_point) * scale)."""
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter
+
+    out = run_directly(path, x)
+    if out.dtype == np.float32:
+        return out
+    scale, zero_point = Interpreter(model_path=str(path)).get_output_details()[0]["quantization"]
+    return (out.astype(np.float32) - np.float32(zero_point)) * np.float32(scale)

@@ -18,7 +18,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from dbus_helpers import ctl, one_error_line  # noqa: E402
-from tinymodels import run_directly  # noqa: E402
+from tinymodels import reference_scores, run_directly  # noqa: E402
 
 from edgeoffload.engine.images import load_tensor  # noqa: E402
 
@@ -138,14 +138,6 @@ def test_decide_table_json_and_unknown_model(dbus_service, dbus_session, dbus_cl
                    "this daemon serves: tiny_16, tiny_q_16")
 
 
-def dequantized(model: Path, raw: np.ndarray) -> np.ndarray:
-    """An integer output as the daemon returns it: float32, (raw - zero_point) * scale."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    scale, zero_point = Interpreter(model_path=str(model)).get_output_details()[0]["quantization"]
-    return (raw.astype(np.float32) - np.float32(zero_point)) * np.float32(scale)
-
-
 def top_table(out: str) -> list[tuple[int, float]]:
     """The CLASS/SCORE rows under infer's first line."""
     assert out.splitlines()[1].split() == ["CLASS", "SCORE"], out
@@ -171,7 +163,7 @@ def test_infer_npy_like_a_direct_tflite_run(dbus_service, dbus_session, tiny_mod
                            "--bus", dbus_session)
     assert (status, err) == (0, "")
     data = json.loads(out)
-    ref_q = dequantized(tiny_models["q"], run_directly(tiny_models["q"], x[None])[0])
+    ref_q = reference_scores(tiny_models["q"], x[None])[0]
     assert (data["target"], data["energy_source"], data["output_dtype"]) == ("cpu1", "modelled", "float32")
     assert data["latency_ms"] > 0 and data["energy_mj"] > 0 and data["output_shape"] == [1, 10]
     assert [t["index"] for t in data["top"]] == list(np.argsort(-ref_q, kind="stable")[:3])

@@ -15,7 +15,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from dbus_helpers import ERROR, GONE, Client, call_error, remote_error, wait_until  # noqa: E402
-from tinymodels import run_directly  # noqa: E402
+from tinymodels import reference_scores  # noqa: E402
 
 from gi.repository import GLib  # noqa: E402
 
@@ -30,17 +30,6 @@ def image(seed=0):
 def infer(proxy, model: str, x: np.ndarray) -> np.ndarray:
     out, shape, dtype, *_ = proxy.Infer(model, x.tobytes(), SHAPE, "uint8", timeout=60)
     return np.frombuffer(bytes(out), dtype=np.dtype(dtype).newbyteorder("<")).reshape(shape)
-
-
-def reference(path: Path, x: np.ndarray) -> np.ndarray:
-    """A bare interpreter's answer, dequantized as the daemon answers (float32 scores)."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    out = run_directly(path, x)
-    if out.dtype == np.float32:
-        return out
-    scale, zero_point = Interpreter(model_path=str(path)).get_output_details()[0]["quantization"]
-    return (out.astype(np.float32) - zero_point) * np.float32(scale)
 
 
 @pytest.fixture
@@ -108,7 +97,7 @@ def test_concurrent_infers_all_get_their_own_answer(dbus_service, dbus_session, 
     assert not errors and len(results) == len(cases), errors
     for (model, seed), got in results.items():
         path = tiny_models["float" if model == "tiny_16" else "q"]
-        np.testing.assert_allclose(got, reference(path, image(seed)), rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(got, reference_scores(path, image(seed)), rtol=1e-6, atol=1e-7)
 
 
 def test_decide_is_answered_while_a_slow_profile_runs(slow_profiling, dbus_session, dbus_client):

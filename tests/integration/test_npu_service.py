@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from fixtures.delegates.build import build_fake_delegate, child_pids  # noqa: E402
 from loop_helpers import model_dir, write_config  # noqa: E402
-from tinymodels import run_directly  # noqa: E402
+from tinymodels import reference_scores  # noqa: E402
 
 from edgeoffload.config import load_config  # noqa: E402
 from edgeoffload.service import Service  # noqa: E402
@@ -64,22 +64,11 @@ def image(seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (1, 16, 16, 3), dtype=np.uint8)
 
 
-def reference(path: Path, x: np.ndarray) -> np.ndarray:
-    """A bare interpreter's answer, dequantized as the daemon answers (float32 scores)."""
-    out = run_directly(path, x)
-    if out.dtype == np.float32:
-        return out
-    from ai_edge_litert.interpreter import Interpreter
-
-    scale, zero_point = Interpreter(model_path=str(path)).get_output_details()[0]["quantization"]
-    return (out.astype(np.float32) - zero_point) * np.float32(scale)
-
-
 def assert_serves_everything_on_the_cpu(svc: Service, tiny_models) -> None:
     for model, path in (("tiny_16", tiny_models["float"]), ("tiny_q_16", tiny_models["q"])):
         outcome = svc.infer(model, image())
         assert outcome.target == "cpu1", outcome
-        np.testing.assert_allclose(outcome.output, reference(path, image()), rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(outcome.output, reference_scores(path, image()), rtol=1e-6, atol=1e-7)
         assert svc.decide(model).target == "cpu1"
 
 
@@ -126,4 +115,4 @@ def test_a_working_delegate_gets_its_models_probed_and_profiled(start_service, t
     npu = svc.local["npu"]
     for model, path in (("tiny_16", tiny_models["float"]), ("tiny_q_16", tiny_models["q"])):
         assert npu.loaded(model)
-        np.testing.assert_allclose(npu.run(model, image()), reference(path, image()), rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(npu.run(model, image()), reference_scores(path, image()), rtol=1e-6, atol=1e-7)
