@@ -28,6 +28,7 @@ from gi.repository import Gio, GLib  # noqa: E402
 
 import edgeoffload.api  # noqa: E402
 from edgeoffload.api.dbus_client import private_connection  # noqa: E402
+from support import wait_until  # noqa: E402,F401  (the tests import it from here)
 
 BUS_NAME = IFACE = "org.edgeoffload.Daemon1"
 OBJECT_PATH = "/org/edgeoffload/Daemon1"
@@ -35,18 +36,6 @@ ERROR = "org.edgeoffload.Error."
 XML_FILE = Path(edgeoffload.api.__file__).parent / "org.edgeoffload.Daemon1.xml"  # the checked-in interface
 GONE = ("org.freedesktop.DBus.Error.ServiceUnknown", "org.freedesktop.DBus.Error.NameHasNoOwner")
 CALL_TIMEOUT_S = 60
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "the condition") -> Any:
-    """Poll until `predicate()` is truthy and return it; AssertionError after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not happen within {timeout} s")
-        time.sleep(0.02)
 
 
 def interface_members(xml_text: str) -> dict[str, tuple]:

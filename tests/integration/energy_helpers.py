@@ -8,9 +8,9 @@ import shutil
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
 
 import numpy as np
+from support import wait_until  # noqa: F401  (the tests import it from here)
 
 DEVICE_TOPIC = "edgeoffload/v1/test-board/"  # the topics of the device loop_helpers.write_config names
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "sysfs"
@@ -48,18 +48,6 @@ class Unplugged:
 
     def plug(self) -> None:
         os.rename(self.aside, self.path)
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 5.0, what: str = "the condition") -> Any:
-    """Poll until `predicate()` is truthy and return it; AssertionError after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not happen within {timeout} s")
-        time.sleep(0.01)
 
 
 def power_section(root: Path, kind: str = "hwmon") -> dict:

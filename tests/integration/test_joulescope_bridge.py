@@ -17,6 +17,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "host_tools" / "joulescope"))
 
 from joulescope_fakes import STATS_FREQ_HZ, STREAM_RATE_HZ, FakeJoulescope, Pulse  # noqa: E402
+from support import wait_until  # noqa: E402
 
 from edgeoffload.errors import SensorError  # noqa: E402
 from edgeoffload.sensors.joulescope import JoulescopePower  # noqa: E402
@@ -100,16 +101,6 @@ def make_reader():
     yield make
     for reader in readers:
         reader.close()
-
-
-def wait_until(condition, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
 def window_payloads(probe):

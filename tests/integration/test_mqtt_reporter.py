@@ -15,6 +15,7 @@ import pytest
 
 from edgeoffload.api.mqtt import MqttReporter
 from edgeoffload.api.mqtt_payloads import device_topic
+from support import wait_until
 
 KEEPALIVE_S = 5
 BOOT_ID = "0123456789abcdef0123456789abcdef"
@@ -32,14 +33,6 @@ class Settings:
     keepalive_s: int = KEEPALIVE_S
     queue_max: int = 100
     client_id: str | None = None
-
-
-def wait_until(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
 
 
 def state_is(state: str):
