@@ -36,6 +36,9 @@ which makes a missing broker an error.
 ``dbus_service``, ``dbus_client``, ``dbus_signals``
     A Service factory publishing on that bus, a client connection, and a recorder of the daemon's signals
     (see ``dbus_helpers``).
+``run_service``
+    ``run_service(config_path) -> Service``: an in-process daemon from a config file, started; the test
+    suites' own service factories build on it. Stopped at teardown (or ``run_service.stop_all()``).
 """
 
 from __future__ import annotations
@@ -324,30 +327,46 @@ def dbus_session(monkeypatch) -> Iterator[str]:
 
 
 @pytest.fixture
-def dbus_service(dbus_session, tmp_path, tiny_models):
+def run_service():
+    """``run_service(config_path) -> Service``: loaded from that file (``service.config_path``) and started.
+    Every service a test runs and has not stopped is stopped at teardown (or at ``run_service.stop_all()``),
+    the last started first; one whose start failed half-way is stopped too."""
+    from edgeoffload.config import load_config
+    from edgeoffload.service import Service
+
+    started = []
+
+    def run(config_path: Path) -> Service:
+        started.append(svc := Service(load_config(config_path), config_path=config_path))
+        svc.start()
+        return svc
+
+    def stop_all() -> None:
+        for svc in reversed(started):
+            if svc.state != "stopped":
+                svc.stop()
+
+    run.stop_all = stop_all
+    yield run
+    stop_all()
+
+
+@pytest.fixture
+def dbus_service(dbus_session, tmp_path, tiny_models, run_service):
     """``make(endpoint_url=None, folder=tmp_path, dbus={}, **config) -> Service``: started, published on the
     private bus (``decision_signals_per_s`` 1000 unless ``dbus`` says otherwise), config from
     ``loop_helpers.write_config`` in ``folder``; ``service.config_path`` is that file. Stopped at teardown."""
     from loop_helpers import model_dir, write_config
 
-    from edgeoffload.config import load_config
-    from edgeoffload.service import Service
-
     models = model_dir(tmp_path, tiny_models)
-    started = []
 
     def make(endpoint_url=None, folder: Path | None = None, dbus: dict | None = None, **extra) -> Service:
         (folder := folder or tmp_path).mkdir(exist_ok=True)
-        cfg = write_config(folder, models, endpoint_url=endpoint_url, broker=None,
-                           dbus={"bus": "session", "decision_signals_per_s": 1000, **(dbus or {})}, **extra)
-        started.append(svc := Service(load_config(cfg), config_path=cfg))
-        svc.start()
-        return svc
+        return run_service(write_config(folder, models, endpoint_url=endpoint_url, broker=None,
+                                        dbus={"bus": "session", "decision_signals_per_s": 1000, **(dbus or {})},
+                                        **extra))
 
-    yield make
-    for svc in reversed(started):
-        if svc.state != "stopped":
-            svc.stop()
+    return make
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from loop_helpers import model_dir, write_config, write_policy  # noqa: E402
 
-from edgeoffload.config import load_config  # noqa: E402
 from edgeoffload.service import Service  # noqa: E402
 from edgeoffload_host.serve.http import start_server  # noqa: E402
 
@@ -34,18 +33,11 @@ def endpoint(models):
 
 
 @pytest.fixture
-def service_factory(tmp_path, models):
-    started = []
-
+def service_factory(tmp_path, models, run_service):
     def make(endpoint_url=None, broker=None, **extra) -> Service:
-        svc = Service(load_config(write_config(tmp_path, models, endpoint_url=endpoint_url, broker=broker, **extra)))
-        svc.start()
-        started.append(svc)
-        return svc
+        return run_service(write_config(tmp_path, models, endpoint_url=endpoint_url, broker=broker, **extra))
 
-    yield make
-    for svc in started:
-        svc.stop()
+    return make
 
 
 def image(seed=0):

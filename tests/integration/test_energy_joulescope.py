@@ -26,7 +26,6 @@ from energy_helpers import event, image, wait_until  # noqa: E402
 from joulescope_helpers import PERIOD_S, POWER_W, TOPIC, RunningBridge, joulescope_overrides  # noqa: E402
 from loop_helpers import model_dir, write_config, write_policy  # noqa: E402
 
-from edgeoffload.config import load_config  # noqa: E402
 from edgeoffload.decide.types import IdleMode  # noqa: E402
 from edgeoffload.service import Service  # noqa: E402
 
@@ -55,24 +54,19 @@ def bridges(mosquitto):
 
 
 @pytest.fixture
-def start_service(tmp_path, tiny_models, mosquitto):
+def start_service(tmp_path, tiny_models, mosquitto, run_service):
     """``make(**overrides) -> Service`` reading the Joulescope through the test's broker; stopped at teardown."""
     models = model_dir(tmp_path, tiny_models)
-    started: list[Service] = []
 
     def make(**extra) -> Service:
         overrides = {**joulescope_overrides(models, stale_after_s=STALE_S, energy_duration_s=ENERGY_S,
                                             idle_baseline_s=IDLE_S), **extra}
         path = write_config(tmp_path, models, endpoint_url=None, broker=(mosquitto.host, mosquitto.port), **overrides)
-        started.append(svc := Service(load_config(path)))
-        svc.start()
+        svc = run_service(path)
         assert svc.reporter.wait_connected(5)
         return svc
 
-    yield make
-    for svc in started:
-        if svc.state != "stopped":
-            svc.stop()
+    return make
 
 
 def energy_known(svc) -> bool:

@@ -19,7 +19,6 @@ from energy_helpers import (  # noqa: E402
 from loop_helpers import model_dir, write_config, write_policy  # noqa: E402
 
 from edgeoffload.api import messages  # noqa: E402
-from edgeoffload.config import load_config  # noqa: E402
 from edgeoffload.decide.types import IdleMode  # noqa: E402
 from edgeoffload.service import Service  # noqa: E402
 
@@ -37,10 +36,9 @@ def models(tmp_path, tiny_models):
 
 
 @pytest.fixture
-def start_service(tmp_path, models):
+def start_service(tmp_path, models, run_service):
     """``make(root, broker=None, kind="hwmon", model_names=None, power_interval_s=None, **config) -> Service``,
     started with `root` as its power source; stopped at teardown."""
-    started = []
 
     def make(root: Path, *, broker=None, kind: str = "hwmon", model_names=None, power_interval_s=None,
              **extra) -> Service:
@@ -48,17 +46,12 @@ def start_service(tmp_path, models):
             extra["mqtt"] = {"host": broker[0], "port": broker[1], "summary_interval_s": 0.5, "keepalive_s": 5,
                              "power_interval_s": power_interval_s}
         overrides = energy_config(root, kind=kind, models=model_names, folder=models, **extra)
-        svc = Service(load_config(write_config(tmp_path, models, endpoint_url=None, broker=broker, **overrides)))
-        started.append(svc)
-        svc.start()
+        svc = run_service(write_config(tmp_path, models, endpoint_url=None, broker=broker, **overrides))
         if broker is not None:
             assert svc.reporter.wait_connected(5)
         return svc
 
-    yield make
-    for svc in started:
-        if svc.state != "stopped":
-            svc.stop()
+    return make
 
 
 def energy_reasons(svc) -> list[str]:

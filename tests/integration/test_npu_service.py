@@ -21,7 +21,6 @@ from fixtures.delegates.build import build_fake_delegate, child_pids  # noqa: E4
 from loop_helpers import model_dir, write_config  # noqa: E402
 from tinymodels import reference_scores  # noqa: E402
 
-from edgeoffload.config import load_config  # noqa: E402
 from edgeoffload.service import Service  # noqa: E402
 
 PROBE_TIMEOUT_S = 1  # a phase that takes longer is a hang
@@ -33,12 +32,12 @@ def fake_delegate(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def start_service(tmp_path, tiny_models, fake_delegate, monkeypatch):
+def start_service(tmp_path, tiny_models, fake_delegate, monkeypatch, run_service):
     """start(**delegate_options) -> a started Service with cpu1 and an npu on the fake delegate; stopped after,
     and no child process may outlive it."""
     for name in ("VIV_VX_ENABLE_CACHE_GRAPH_BINARY", "VIV_VX_CACHE_BINARY_GRAPH_DIR"):
         monkeypatch.delenv(name, raising=False)  # the NPU target sets them process-wide
-    before, started = child_pids(), []
+    before = child_pids()
 
     def start(**options: str) -> Service:
         targets = [{"name": "cpu1", "type": "tflite_cpu", "threads": 1},
@@ -46,17 +45,13 @@ def start_service(tmp_path, tiny_models, fake_delegate, monkeypatch):
                     "probe_timeout_s": PROBE_TIMEOUT_S}]
         cfg = write_config(tmp_path, model_dir(tmp_path, tiny_models), endpoint_url=None, broker=None,
                            targets=targets)
-        svc = Service(load_config(cfg), config_path=cfg)
-        started.append(svc)
         t0 = time.monotonic()
-        svc.start()
+        svc = run_service(cfg)
         svc.start_s = time.monotonic() - t0
         return svc
 
     yield start
-    for svc in started:
-        if svc.state != "stopped":
-            svc.stop()
+    run_service.stop_all()
     assert child_pids() - before == set(), "an NPU probe child outlived the service"
 
 
